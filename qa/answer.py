@@ -1,0 +1,53 @@
+"""Answer assembly: merge the same answer found in several places, cite it, or abstain."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from qa.chunk import sentence_around
+from qa.squad_metrics import normalize_answer
+from qa.types import Answer, Article, Citation, Hit, Reading, Span
+
+
+def assemble(
+    question: str,
+    reading: Reading,
+    hits: list[Hit],
+    articles: Mapping[str, Article],
+    abstain_threshold: float,
+    max_citations: int,
+) -> Answer:
+    """Turn a reader's spans into one cited answer, or ``text=None`` below the threshold.
+
+    Spans whose normalised text is equal (``"the 2nd of June"`` and ``"2nd of June"``) are one
+    answer; its citations list every supporting span, best first, and ``citations[0].text`` is
+    the answer as written there.
+    """
+    retrieved = list(dict.fromkeys(h.chunk.doc_id for h in hits))
+    groups: dict[str, list[Span]] = {}
+    for sp in reading.spans:
+        key = normalize_answer(sp.text) or sp.text.strip()
+        if key:
+            groups.setdefault(key, []).append(sp)
+    if not groups:
+        return Answer(question, None, 0.0, [], retrieved, list(hits))
+    ranked = sorted(groups.values(), key=lambda g: (-max(s.score for s in g), -len(g)))
+    best = sorted(ranked[0], key=lambda s: (-s.score, s.doc_id, s.start))
+    score = best[0].score
+    if score < abstain_threshold:
+        return Answer(question, None, score, [], retrieved, list(hits))
+    seen: set[tuple[str, int, int]] = set()
+    citations = []
+    for s in best:
+        if (s.doc_id, s.start, s.end) in seen:
+            continue
+        seen.add((s.doc_id, s.start, s.end))
+        art = articles.get(s.doc_id)
+        if art is not None:
+            cs, ce = sentence_around(art.text, s.start, s.end)
+            citations.append(Citation(s.doc_id, s.start, s.end, s.text, art.text[cs:ce], cs))
+        else:
+            citations.append(Citation(s.doc_id, s.start, s.end, s.text, s.context, s.start))
+        if len(citations) >= max_citations:
+            break
+    return Answer(question, best[0].text, score, citations, retrieved, list(hits))

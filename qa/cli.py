@@ -1,0 +1,314 @@
+"""Command-line edge: ``ask "..."`` and ``qa index|search|eval|train-reader|serve``.
+
+Domain errors become one line on stderr and a non-zero exit code; no traceback reaches a user
+(``QA_DEBUG=1`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qa.errors import CorpusError, InvalidQuestion, QAError
+
+if TYPE_CHECKING:
+    from qa.pipeline import QAPipeline
+    from qa.settings import Settings
+    from qa.types import Answer, Hit
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _quiet_libraries() -> None:
+    """Keep model-loading chatter (weight bars, hub notices) off the user's terminal."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)  # libraries that lower their own loggers' levels stay quiet
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("faiss", "bm25s", "sentence_transformers", "transformers", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from qa.settings import Settings
+
+    overrides: dict[str, object] = {}
+    for attr, key in (
+        ("index", "index_dir"),
+        ("corpus", "corpus_dir"),
+        ("top_k", "top_k"),
+        ("reader", "reader"),
+        ("reader_model", "reader_model"),
+    ):
+        value = getattr(args, attr, None)
+        if value is not None:
+            overrides[key] = value
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _run(fn: Callable[[], int]) -> int:
+    """Run a command, turning every error into one line and an exit code."""
+    from pydantic import ValidationError
+
+    try:
+        return fn()
+    except (InvalidQuestion, ValueError) as e:
+        if isinstance(e, ValidationError):
+            first = e.errors()[0]
+            _say(f"error: setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        else:
+            _say(f"error: {e}")
+        return EXIT_USAGE
+    except QAError as e:
+        _say(f"error: {e}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except Exception as e:
+        if os.environ.get("QA_DEBUG"):
+            raise
+        _say(f"internal error: {type(e).__name__}: {e} (set QA_DEBUG=1 for details)")
+        return EXIT_INTERNAL
+
+
+def _load_pipeline(settings: Settings, corpus: Path | None = None) -> QAPipeline:
+    from qa.pipeline import QAPipeline
+
+    p = QAPipeline(settings)
+    p.load(corpus if corpus is not None else settings.corpus_dir, notify=_say, show_progress=sys.stderr.isatty())
+    return p
+
+
+# ---------------------------------------------------------------- human output
+def _colour() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def highlight(context: str, start: int, end: int, colour: bool) -> str:
+    """``context`` with ``context[start:end]`` marked (ANSI bold yellow, or >>...<<)."""
+    start, end = max(0, start), min(len(context), end)
+    on, off = ("\x1b[1;33m", "\x1b[0m") if colour else (">>", "<<")
+    return context[:start] + on + context[start:end] + off + context[end:]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def format_answer(answer: Answer, colour: bool) -> str:
+    lines = []
+    if answer.text is None:
+        lines.append(
+            f"Not in the articles: no passage answers this question (best candidate scored {answer.score:.2f})."
+        )
+        if answer.passages:
+            lines.append("Closest passages:")
+            for h in answer.passages[:3]:
+                snippet = _one_line(h.chunk.text)
+                lines.append(f"  {h.chunk.doc_id} [{h.chunk.start}:{h.chunk.end}] (score {h.score:.3f})")
+                lines.append(f"      {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
+        return "\n".join(lines)
+    bold = ("\x1b[1m", "\x1b[0m") if colour else ("", "")
+    lines.append(f"{bold[0]}{answer.text}{bold[1]}  (confidence {answer.score:.2f})")
+    for i, c in enumerate(answer.citations, 1):
+        rel = c.start - c.context_start
+        ctx = highlight(c.context, rel, rel + (c.end - c.start), colour)
+        lines.append(f"  [{i}] {c.doc_id} [{c.start}:{c.end}]")
+        lines.append(f"      {_one_line(ctx)}")
+    return "\n".join(lines)
+
+
+def format_hits(hits: list[Hit]) -> str:
+    lines = []
+    for i, h in enumerate(hits, 1):
+        c = h.chunk
+        snippet = _one_line(c.text)
+        lines.append(f"{i:>2}. {c.doc_id} [{c.start}:{c.end}]  rrf {h.score:.4f}  cosine {h.dense:.3f}")
+        lines.append(f"    {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- ask
+def ask_main(argv: Sequence[str] | None = None) -> int:
+    """``ask "question"``: print a cited answer."""
+    parser = argparse.ArgumentParser(prog="ask", description="Answer a question from the articles, with citations.")
+    parser.add_argument("question", nargs="+", help="the question (quote it)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("-k", "--top-k", type=int, default=None, help="passages the reader sees (default 5)")
+    parser.add_argument("--reader", choices=["auto", "transformers", "span"], default=None, help="which reader answers")
+    parser.add_argument("--corpus", type=Path, default=None, help="folder of articles (default seeds/)")
+    parser.add_argument("--index", type=Path, default=None, help="index folder (default index/)")
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+
+    def run() -> int:
+        from qa.pipeline import validate_question
+
+        settings = _settings(args)
+        question = validate_question(" ".join(args.question), settings.max_question_chars)
+        answer = _load_pipeline(settings, args.corpus).ask(question)
+        if args.json:
+            print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        else:
+            print(format_answer(answer, _colour()))
+        return EXIT_OK
+
+    return _run(run)
+
+
+# ---------------------------------------------------------------- qa
+def _cmd_index_build(args: argparse.Namespace) -> int:
+    from qa.corpus import load_corpus
+    from qa.errors import IndexCorrupt, IndexMissing
+    from qa.index import load_index
+    from qa.pipeline import QAPipeline
+
+    settings = _settings(args)
+    corpus = args.corpus_dir if args.corpus_dir is not None else settings.corpus_dir
+    articles = load_corpus(corpus)
+    p = QAPipeline(settings)
+    previous = None
+    if not args.full:
+        try:
+            previous = load_index(settings.index_dir)
+        except (IndexMissing, IndexCorrupt):
+            previous = None
+    _say(f"building index of {len(articles)} articles from {corpus}/ into {settings.index_dir}/")
+    index = p.build(articles, previous, show_progress=sys.stderr.isatty())
+    print(
+        f"indexed {len(index.articles)} articles, {index.n_chunks} chunks "
+        f"({index.manifest.index_type} index, {index.manifest.embed_model}, dim {index.manifest.dim}) "
+        f"in {index.path}"
+    )
+    return EXIT_OK
+
+
+def _cmd_index_status(args: argparse.Namespace) -> int:
+    from qa.corpus import load_corpus
+    from qa.index import read_manifest, staleness
+
+    settings = _settings(args)
+    m = read_manifest(settings.index_dir)
+    print(
+        f"index {settings.index_dir}/: {len(m.fingerprints)} articles, {m.n_chunks} chunks, "
+        f"{m.index_type}, model {m.embed_model} (dim {m.dim}), "
+        f"chunks {m.chunk_tokens} tokens / overlap {m.chunk_overlap_tokens}"
+    )
+    corpus = args.corpus_dir if args.corpus_dir is not None else settings.corpus_dir
+    try:
+        fps = {a.doc_id: a.sha256 for a in load_corpus(corpus)}
+    except CorpusError as e:
+        print(f"corpus: {e}")
+        return EXIT_ERROR
+    why = staleness(m, fps, settings.embed_model, settings.chunk_tokens, settings.chunk_overlap_tokens)
+    print(f"up to date with {corpus}/" if why is None else f"stale against {corpus}/: {why}")
+    return EXIT_OK if why is None else EXIT_ERROR
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    p = _load_pipeline(settings)
+    hits = p.search(" ".join(args.query), args.k)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "doc_id": h.chunk.doc_id,
+                        "start": h.chunk.start,
+                        "end": h.chunk.end,
+                        "score": h.score,
+                        "cosine": h.dense,
+                        "text": h.chunk.text,
+                    }
+                    for h in hits
+                ],
+                ensure_ascii=False,
+            )
+        )
+    else:
+        print(format_hits(hits))
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from qa.train import main as train_main
+
+    return int(train_main(args.train_args))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", type=Path, default=None, help="index folder (default index/)")
+
+
+def qa_main(argv: Sequence[str] | None = None) -> int:
+    """``qa``: build indexes, search, evaluate, train, serve."""
+    parser = argparse.ArgumentParser(prog="qa", description="Question answering over a folder of articles.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    idx = sub.add_parser("index", help="build or inspect the index")
+    idx_sub = idx.add_subparsers(dest="index_command", required=True)
+    b = idx_sub.add_parser("build", help="(re)build the index from a folder of articles")
+    b.add_argument(
+        "corpus_dir", nargs="?", type=Path, default=None, help="folder of .txt/.md articles (default seeds/)"
+    )
+    b.add_argument("--full", action="store_true", help="re-embed every article (default: reuse unchanged ones)")
+    _common(b)
+    b.set_defaults(func=_cmd_index_build)
+    st = idx_sub.add_parser("status", help="say whether the index matches the corpus")
+    st.add_argument("corpus_dir", nargs="?", type=Path, default=None)
+    _common(st)
+    st.set_defaults(func=_cmd_index_status)
+
+    s = sub.add_parser("search", help="show retrieved passages with scores")
+    s.add_argument("query", nargs="+")
+    s.add_argument("-k", type=int, default=5, help="passages to show")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--corpus", type=Path, default=None)
+    _common(s)
+    s.set_defaults(func=_cmd_search)
+
+    from qa import evaluate
+
+    ev = sub.add_parser("eval", help="evaluate on the hand-written test set or SQuAD data")
+    evaluate.add_arguments(ev)
+    _common(ev)
+    ev.set_defaults(func=lambda a: evaluate.run(a, _settings(a), _say))
+
+    tr = sub.add_parser("train-reader", help="train an extractive QA reader on SQuAD JSON (see --help)", add_help=False)
+    tr.add_argument("train_args", nargs=argparse.REMAINDER)
+    tr.set_defaults(func=_cmd_train)
+
+    sv = sub.add_parser("serve", help="serve the HTTP API")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=int, default=1)
+    sv.add_argument("--corpus", type=Path, default=None)
+    _common(sv)
+    sv.set_defaults(func=lambda a: _serve(a))
+
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    return _run(lambda: int(args.func(args)))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from qa.api.server import serve
+
+    return serve(_settings(args), host=args.host, port=args.port, workers=args.workers)

@@ -1,0 +1,85 @@
+"""Durable article writes: the corpus folder is the source of truth, the index is derived.
+
+A write puts the article file in place atomically and fsyncs it *before* the index is updated,
+so an acknowledged write survives a crash at any later point: on restart the index is found
+stale and rebuilt from the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from qa.corpus import ARTICLE_SUFFIXES
+from qa.errors import InvalidDocument
+from qa.index import write_atomic
+
+# Letters, digits, dot, dash, underscore; no path separators, no "..", no control characters.
+_DOC_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def validate_doc_id(doc_id: str, max_chars: int) -> str:
+    """``doc_id`` if it is a safe file stem; raises InvalidDocument otherwise."""
+    if not isinstance(doc_id, str) or not doc_id:
+        raise InvalidDocument("doc_id must be a non-empty string")
+    if len(doc_id) > max_chars:
+        raise InvalidDocument(f"doc_id has {len(doc_id)} characters; the limit is {max_chars}")
+    if not _DOC_ID_RE.fullmatch(doc_id) or ".." in doc_id:
+        raise InvalidDocument(
+            "doc_id may contain only letters, digits, '.', '-' and '_' (no path separators, '..' or control "
+            f"characters), got {doc_id!r}"
+        )
+    return doc_id
+
+
+def validate_text(text: str, max_chars: int) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidDocument("text must not be empty")
+    if len(text) > max_chars:
+        raise InvalidDocument(f"text has {len(text)} characters; the limit is {max_chars} (QA_MAX_DOCUMENT_CHARS)")
+    if "\x00" in text:
+        raise InvalidDocument("text must not contain NUL characters")
+    return text
+
+
+def compose_text(text: str, title: str | None) -> str:
+    """The article as stored: ``title`` becomes the first line unless the text already starts with it."""
+    if title is None or not title.strip():
+        return text
+    title = " ".join(title.split())
+    first = text.lstrip().split("\n", 1)[0].strip()
+    return text if first == title else f"{title}\n{text}"
+
+
+def article_path(corpus_dir: Path, doc_id: str) -> Path:
+    """The existing file for ``doc_id`` (any article suffix), or ``<doc_id>.txt`` for a new one."""
+    for suffix in ARTICLE_SUFFIXES:
+        p = corpus_dir / f"{doc_id}{suffix}"
+        if p.is_file():
+            return p
+    return corpus_dir / f"{doc_id}.txt"
+
+
+def write_article(corpus_dir: Path, doc_id: str, text: str) -> Path:
+    """Durably write the article file (atomic replace, fsynced)."""
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    path = article_path(corpus_dir, doc_id)
+    write_atomic(path, text.encode("utf-8"))
+    return path
+
+
+def delete_article(corpus_dir: Path, doc_id: str) -> bool:
+    """Remove the article file durably; False if there was none."""
+    path = article_path(corpus_dir, doc_id)
+    if not path.is_file():
+        return False
+    path.unlink()
+    fd = os.open(corpus_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return True

@@ -1,0 +1,37 @@
+"""Domain errors raised by the core and translated at the edges (CLI exit codes, HTTP statuses)."""
+
+
+class QAError(Exception):
+    """Base class: the message is one line that says what to do next."""
+
+
+class CorpusError(QAError):
+    """The corpus folder is missing, empty, or holds no readable article."""
+
+
+class IndexMissing(QAError):
+    """No built index where one was expected."""
+
+
+class IndexStale(QAError):
+    """The index was built from other articles, another model or other chunk settings."""
+
+
+class IndexCorrupt(QAError):
+    """An index file is truncated, garbled or does not match its manifest."""
+
+
+class ModelUnavailable(QAError):
+    """A model could not be found or loaded."""
+
+
+class InvalidQuestion(QAError):
+    """The question is empty, blank or over the length limit."""
+
+
+class InvalidDocument(QAError):
+    """A document id or text is not acceptable."""
+
+
+class DocumentNotFound(QAError):
+    """No article with that id."""

@@ -1,0 +1,238 @@
+"""Question in, cited answer out: the core that the CLI, the API and the evaluation share."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from qa.answer import assemble
+from qa.corpus import load_corpus, make_article
+from qa.documents import compose_text, delete_article, validate_doc_id, validate_text, write_article
+from qa.embed import Embedder, SentenceTransformerEmbedder
+from qa.errors import DocumentNotFound, IndexCorrupt, IndexMissing, IndexStale, InvalidDocument, InvalidQuestion
+from qa.index import SearchIndex, build_index, load_index, save_index, staleness
+from qa.read import Reader, make_reader, resolve_reader_kind
+from qa.retrieve import HybridRetriever
+from qa.settings import Settings
+from qa.types import Answer, Article, Hit
+
+log = logging.getLogger(__name__)
+
+
+def validate_question(question: str, max_chars: int) -> str:
+    """The question stripped; raises InvalidQuestion if blank or too long."""
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidQuestion('the question is empty; ask something, e.g. "When was the second Istanbul round?"')
+    if len(question) > max_chars:
+        raise InvalidQuestion(
+            f"the question has {len(question)} characters; the limit is {max_chars} (QA_MAX_QUESTION_CHARS)"
+        )
+    return question.strip()
+
+
+class QAPipeline:
+    """Embedder + index + retriever + reader, loaded once.
+
+    Example:
+        >>> p = QAPipeline(Settings()); p.load()  # doctest: +SKIP
+        >>> p.ask("When was the second Istanbul round?").text
+        'the 2nd of June'
+    """
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: Reader | None = None) -> None:
+        self.settings = settings
+        self.embedder: Embedder = (
+            embedder
+            if embedder is not None
+            else SentenceTransformerEmbedder(settings.embed_model, settings.embed_batch_size)
+        )
+        self._reader = reader
+        self._readers: dict[str, Reader] = {}
+        self.index: SearchIndex | None = None
+        self.retriever: HybridRetriever | None = None
+        self.corpus_dir: Path = settings.corpus_dir
+        self._write_lock = threading.Lock()  # writes are serialised; questions never wait on it
+
+    # ------------------------------------------------------------ loading
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            raise RuntimeError("pipeline not loaded; call load() first")
+        return self._reader
+
+    def get_reader(self, kind: str | None) -> Reader:
+        """The default reader, or another kind (``span``/``transformers``), loaded once."""
+        if kind is None or kind == "auto" or kind == getattr(self.reader, "name", None):
+            return self.reader
+        if kind not in self._readers:
+            r = make_reader(self.settings, self.embedder, kind)
+            r.load()
+            self._readers[kind] = r
+        return self._readers[kind]
+
+    def load(
+        self,
+        corpus_dir: Path | str | None = None,
+        rebuild: bool = True,
+        notify: Callable[[str], None] | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        """Load models and the index; (re)build the index from ``corpus_dir`` when it is missing,
+        stale or corrupt and ``rebuild`` is true. ``notify`` receives one-line status messages."""
+        self.embedder.load()
+        corpus = Path(corpus_dir) if corpus_dir is not None else self.settings.corpus_dir
+        self.corpus_dir = corpus
+        self.set_index(self.ensure_index(corpus, rebuild, notify, show_progress))
+        if self._reader is None:
+            self._reader = make_reader(self.settings, self.embedder, resolve_reader_kind(self.settings))
+        self._reader.load()
+
+    def set_index(self, index: SearchIndex) -> None:
+        """Swap in a new index (readers of the old one finish with it)."""
+        self.retriever = HybridRetriever(index, self.embedder, self.settings.candidates_k, self.settings.rrf_k)
+        self.index = index
+
+    def ensure_index(
+        self,
+        corpus: Path,
+        rebuild: bool = True,
+        notify: Callable[[str], None] | None = None,
+        show_progress: bool = False,
+    ) -> SearchIndex:
+        """The index in ``settings.index_dir``, rebuilt from ``corpus`` if missing, stale or corrupt."""
+        s = self.settings
+        previous: SearchIndex | None = None
+        try:
+            index = load_index(s.index_dir)
+            articles = load_corpus(corpus)
+            why = staleness(
+                index.manifest,
+                {a.doc_id: a.sha256 for a in articles},
+                self.embedder.name,
+                s.chunk_tokens,
+                s.chunk_overlap_tokens,
+            )
+            if why is None:
+                return index
+            if not rebuild:
+                raise IndexStale(f"the index in {s.index_dir}/ is stale: {why}; run `qa index build {corpus}`")
+            if notify:
+                notify(f"index is stale ({why}); rebuilding from {corpus}/")
+            previous = index
+        except IndexMissing:
+            if not rebuild:
+                raise
+            if notify:
+                notify(f"no index yet; building it from {corpus}/")
+            articles = load_corpus(corpus)
+        except IndexCorrupt as e:
+            if not rebuild:
+                raise
+            if notify:
+                notify(f"{e}; rebuilding from {corpus}/")
+            articles = load_corpus(corpus)
+        return self.build(articles, previous, show_progress)
+
+    def build(
+        self, articles: list[Article], previous: SearchIndex | None = None, show_progress: bool = False
+    ) -> SearchIndex:
+        """Build and atomically save an index of ``articles``."""
+        s = self.settings
+        self.embedder.load()
+        index = build_index(
+            articles,
+            self.embedder,
+            s.chunk_tokens,
+            s.chunk_overlap_tokens,
+            s.hnsw_min_chunks,
+            previous=previous,
+            show_progress=show_progress,
+        )
+        save_index(index, s.index_dir)
+        return index
+
+    # ------------------------------------------------------------ asking
+    def search(self, question: str, k: int | None = None) -> list[Hit]:
+        """Retrieved chunks for ``question``, best first."""
+        q = validate_question(question, self.settings.max_question_chars)
+        if self.retriever is None:
+            raise RuntimeError("pipeline not loaded; call load() first")
+        return self.retriever.retrieve(q, k if k is not None else self.settings.top_k)
+
+    def ask_batch(self, questions: list[str], top_k: int | None = None, reader: str | None = None) -> list[Answer]:
+        """Answers to ``questions``, in order; retrieval and reading are batched."""
+        if self.retriever is None:
+            raise RuntimeError("pipeline not loaded; call load() first")
+        t0 = time.perf_counter()
+        qs = [validate_question(q, self.settings.max_question_chars) for q in questions]
+        k = top_k if top_k is not None else self.settings.top_k
+        if k < 1:
+            raise ValueError(f"top_k must be >= 1, got {k}")
+        retriever = self.retriever  # one index for the whole batch, even if a write swaps it
+        hits = retriever.retrieve_batch(qs, k)
+        readings = self.get_reader(reader).read_batch(qs, hits)
+        answers = [
+            assemble(q, r, h, retriever.index.articles, self.settings.abstain_threshold, self.settings.max_citations)
+            for q, r, h in zip(qs, readings, hits, strict=True)
+        ]
+        per_q = (time.perf_counter() - t0) * 1000.0 / max(len(qs), 1)
+        for a in answers:
+            a.latency_ms = per_q
+        return answers
+
+    def ask(self, question: str, top_k: int | None = None, reader: str | None = None) -> Answer:
+        """The cited answer to one question (``text`` None when the articles do not answer it)."""
+        return self.ask_batch([question], top_k, reader)[0]
+
+    # ------------------------------------------------------------ documents
+    def _loaded_index(self) -> SearchIndex:
+        if self.index is None:
+            raise RuntimeError("pipeline not loaded; call load() first")
+        return self.index
+
+    def documents(self) -> list[Article]:
+        """Articles in the index, by doc_id."""
+        idx = self._loaded_index()
+        return [idx.articles[d] for d in sorted(idx.articles)]
+
+    def document(self, doc_id: str) -> Article:
+        """One article; raises DocumentNotFound."""
+        art = self._loaded_index().articles.get(doc_id)
+        if art is None:
+            raise DocumentNotFound(f"no article with doc_id {doc_id!r}")
+        return art
+
+    def add_document(self, doc_id: str, text: str, title: str | None = None) -> tuple[Article, bool]:
+        """Add or replace an article: durable file write first, then an incremental index update.
+
+        Returns the stored article and whether it replaced an existing one. Questions asked
+        meanwhile see the old index until the new one is saved and swapped in.
+        """
+        s = self.settings
+        validate_doc_id(doc_id, s.max_doc_id_chars)
+        stored = compose_text(validate_text(text, s.max_document_chars), title)
+        with self._write_lock:
+            current = self._loaded_index()
+            replaced = doc_id in current.articles
+            path = write_article(self.corpus_dir, doc_id, stored)
+            article = make_article(doc_id, stored, str(path))
+            articles = dict(current.articles)
+            articles[doc_id] = article
+            self.set_index(self.build([articles[d] for d in sorted(articles)], previous=current))
+        return article, replaced
+
+    def delete_document(self, doc_id: str) -> None:
+        """Remove an article from the corpus folder and the index; raises DocumentNotFound."""
+        validate_doc_id(doc_id, self.settings.max_doc_id_chars)
+        with self._write_lock:
+            current = self._loaded_index()
+            if doc_id not in current.articles:
+                raise DocumentNotFound(f"no article with doc_id {doc_id!r}")
+            if len(current.articles) == 1:
+                raise InvalidDocument(f"{doc_id!r} is the last article; an index needs at least one")
+            delete_article(self.corpus_dir, doc_id)
+            rest = [current.articles[d] for d in sorted(current.articles) if d != doc_id]
+            self.set_index(self.build(rest, previous=current))

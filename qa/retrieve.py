@@ -1,0 +1,97 @@
+"""Retrieval stage: dense (FAISS) and BM25 candidates fused by reciprocal rank fusion."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Protocol
+
+import numpy as np
+
+from qa.embed import Embedder
+from qa.index import SearchIndex, bm25_tokens
+from qa.types import Hit
+
+
+class Retriever(Protocol):
+    """Questions in, ranked chunks out (best first)."""
+
+    def retrieve_batch(self, questions: list[str], k: int) -> list[list[Hit]]: ...
+
+    def retrieve(self, question: str, k: int) -> list[Hit]: ...
+
+
+class HybridRetriever:
+    """Reciprocal rank fusion of dense and BM25 rankings.
+
+    ``Hit.score`` is the fused RRF score; ``Hit.dense`` the cosine similarity of question and
+    chunk, which readers use as evidence relevance.
+    """
+
+    def __init__(
+        self, index: SearchIndex, embedder: Embedder, candidates_k: int, rrf_k: int, cache_size: int = 1024
+    ) -> None:
+        if candidates_k < 1:
+            raise ValueError(f"candidates_k must be >= 1, got {candidates_k}")
+        if rrf_k < 1:
+            raise ValueError(f"rrf_k must be >= 1, got {rrf_k}")
+        self.index = index
+        self.embedder = embedder
+        self.candidates_k = candidates_k
+        self.rrf_k = rrf_k
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+
+    def embed_questions(self, questions: list[str]) -> np.ndarray:
+        """Question vectors, with a small LRU cache (repeated questions skip the model)."""
+        missing = [q for q in dict.fromkeys(questions) if q not in self._cache]
+        if missing:
+            for q, v in zip(missing, self.embedder.embed_batch(missing), strict=True):
+                self._cache[q] = v
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        for q in questions:
+            self._cache.move_to_end(q)
+        return (
+            np.stack([self._cache[q] for q in questions]) if questions else np.zeros((0, self.embedder.dim), np.float32)
+        )
+
+    def retrieve_batch(self, questions: list[str], k: int, qvecs: np.ndarray | None = None) -> list[list[Hit]]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        n = self.index.n_chunks
+        if n == 0 or not questions:
+            return [[] for _ in questions]
+        if qvecs is None:
+            qvecs = self.embed_questions(questions)
+        ck = min(max(self.candidates_k, k), n)
+        dense_scores, dense_ids = self.index.faiss_index.search(np.ascontiguousarray(qvecs, dtype=np.float32), ck)
+        bm_results = self.index.bm25.retrieve(
+            [bm25_tokens(q) or ["\x00empty"] for q in questions], k=ck, show_progress=False, n_threads=1
+        )
+        out = []
+        for qi, qv in enumerate(qvecs):
+            fused: dict[int, float] = {}
+            dense: dict[int, float] = {}
+            for rank, (cid, s) in enumerate(zip(dense_ids[qi].tolist(), dense_scores[qi].tolist(), strict=True)):
+                if cid < 0:
+                    continue
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+                dense[cid] = float(s)
+            rank = 0
+            for cid, s in zip(bm_results.documents[qi].tolist(), bm_results.scores[qi].tolist(), strict=True):
+                if s <= 0:  # no query term in the chunk
+                    continue
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+                rank += 1
+            best = sorted(fused, key=lambda c: (-fused[c], c))[:k]
+            hits = []
+            for r, cid in enumerate(best):
+                cos = dense.get(cid)
+                if cos is None:
+                    cos = float(np.dot(self.index.faiss_index.reconstruct(int(cid)), qv))
+                hits.append(Hit(self.index.chunks[cid], fused[cid], cos, r))
+            out.append(hits)
+        return out
+
+    def retrieve(self, question: str, k: int) -> list[Hit]:
+        return self.retrieve_batch([question], k)[0]

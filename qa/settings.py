@@ -1,0 +1,76 @@
+"""One settings object for the whole product (environment prefix ``QA_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+PACKAGED_READER_DIR = Path(__file__).resolve().parent / "models" / "reader"
+
+
+class Settings(BaseSettings):
+    """Every tunable of the product; read from ``QA_*`` environment variables.
+
+    Example: ``QA_TOP_K=3 ask "When was the second Istanbul round?"``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+
+    # Where things live.
+    corpus_dir: Path = Path("seeds")
+    index_dir: Path = Path("index")
+
+    # Embedding and chunking.
+    embed_model: str = DEFAULT_EMBED_MODEL
+    embed_batch_size: int = Field(default=32, ge=1)
+    chunk_tokens: int = Field(default=160, ge=16, description="max embedding-model tokens per chunk")
+    chunk_overlap_tokens: int = Field(
+        default=32, ge=0, description="tokens of trailing sentences repeated in the next chunk"
+    )
+
+    # Retrieval.
+    top_k: int = Field(default=5, ge=1, le=50, description="chunks handed to the reader")
+    candidates_k: int = Field(default=30, ge=1, description="dense and BM25 candidates each before fusion")
+    rrf_k: int = Field(default=60, ge=1, description="reciprocal rank fusion constant")
+    hnsw_min_chunks: int = Field(
+        default=200_000, ge=1, description="corpus size (chunks) from which an HNSW index replaces flat search"
+    )
+
+    # Reading and answering.
+    reader: Literal["auto", "transformers", "span"] = "auto"
+    reader_model: str = str(PACKAGED_READER_DIR)
+    reader_max_length: int = Field(default=256, ge=32)
+    reader_stride: int = Field(default=96, ge=0)
+    reader_n_best: int = Field(default=20, ge=1)
+    max_answer_tokens: int = Field(default=30, ge=1)
+    no_answer_margin: float = 0.0
+    abstain_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="answers scoring below this are withheld")
+    max_citations: int = Field(default=5, ge=1)
+
+    # Input limits.
+    max_question_chars: int = Field(default=500, ge=1)
+    max_doc_id_chars: int = Field(default=128, ge=1)
+    max_document_chars: int = Field(default=1_000_000, ge=1)
+
+    @field_validator("embed_model", "reader_model")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError(f"model name must not be empty, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                f"chunk_overlap_tokens must be < chunk_tokens, got {self.chunk_overlap_tokens} >= {self.chunk_tokens}"
+            )
+        if self.reader_stride >= self.reader_max_length:
+            raise ValueError(
+                f"reader_stride must be < reader_max_length, got {self.reader_stride} >= {self.reader_max_length}"
+            )
+        return self

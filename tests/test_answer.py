@@ -1,0 +1,51 @@
+from qa.answer import assemble
+from qa.corpus import make_article
+from qa.types import Chunk, Hit, Reading, Span
+
+A = make_article("a", "Talks resumed on the 2nd of June in Istanbul. Later: June 2 again.")
+B = make_article("b", "Russia proposed June 2 for the round.")
+ARTS = {"a": A, "b": B}
+
+
+def _span(art, text: str, score: float, nth: int = 0) -> Span:  # type: ignore[no-untyped-def]
+    start = -1
+    for _ in range(nth + 1):
+        start = art.text.index(text, start + 1)
+    return Span(art.doc_id, start, start + len(text), text, score)
+
+
+def _hits() -> list[Hit]:
+    return [Hit(Chunk(x.doc_id, 0, len(x.text), x.text), 1.0, 0.5, i) for i, x in enumerate((A, B))]
+
+
+def test_same_answer_in_several_articles_is_merged_with_every_citation() -> None:
+    r = Reading([_span(A, "June 2", 0.7), _span(B, "June 2", 0.9), _span(A, "Istanbul", 0.8)], 0.1)
+    ans = assemble("When?", r, _hits(), ARTS, 0.5, 5)
+    assert ans.text == "June 2"
+    assert ans.score == 0.9
+    assert [(c.doc_id, c.text) for c in ans.citations] == [("b", "June 2"), ("a", "June 2")]
+    for c in ans.citations:
+        assert ARTS[c.doc_id].text[c.start : c.end] == c.text
+        assert c.context[c.start - c.context_start : c.end - c.context_start] == c.text
+    assert ans.citations[0].text == ans.text
+    assert ans.retrieved == ["a", "b"]
+
+
+def test_normalised_wordings_merge_and_citations_are_capped() -> None:
+    r = Reading([_span(A, "the 2nd of June", 0.8), _span(A, "2nd of June", 0.6)], 0.1)
+    ans = assemble("When?", r, _hits(), ARTS, 0.5, 1)
+    assert ans.text == "the 2nd of June" and len(ans.citations) == 1
+
+
+def test_abstains_below_threshold_and_keeps_passages() -> None:
+    r = Reading([_span(A, "Istanbul", 0.3)], 0.7)
+    ans = assemble("Who won the cup?", r, _hits(), ARTS, 0.5, 5)
+    assert ans.text is None and ans.citations == [] and ans.score == 0.3
+    assert len(ans.passages) == 2
+    d = ans.to_dict()
+    assert d["answer"] is None and d["citations"] == []
+
+
+def test_threshold_zero_is_respected() -> None:
+    r = Reading([_span(A, "Istanbul", 0.01)], 0.99)
+    assert assemble("q", r, _hits(), ARTS, 0.0, 5).text == "Istanbul"

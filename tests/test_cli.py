@@ -1,0 +1,84 @@
+"""The CLI through its entry points, in subprocesses (real models, so marked integration)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import SEEDS
+
+pytestmark = pytest.mark.integration
+
+
+def _run(args: list[str], index: Path, *extra_env: tuple[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "QA_INDEX_DIR": str(index),
+        "QA_CORPUS_DIR": str(SEEDS),
+        "HF_HUB_OFFLINE": "1",
+        "NO_COLOR": "1",
+        **dict(extra_env),
+    }
+    code = "import sys; from qa.cli import {0}; raise SystemExit({0}(sys.argv[1:]))"
+    entry = "ask_main" if args[0] == "ask" else "qa_main"
+    return subprocess.run(
+        [sys.executable, "-c", code.format(entry), *args[1:]], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cli_index")
+    r = _run(["qa", "index", "build", str(SEEDS)], d)
+    assert r.returncode == 0, r.stderr
+    assert "indexed 5 articles" in r.stdout
+    return d
+
+
+def test_ask_json_schema_and_offsets(index_dir: Path) -> None:
+    r = _run(["ask", "--json", "--reader", "span", "Who is Russia's lead negotiator?"], index_dir)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)  # exactly one JSON object
+    assert set(out) == {"question", "answer", "score", "citations", "retrieved", "latency_ms"}
+    assert isinstance(out["score"], float) and isinstance(out["latency_ms"], float)
+    assert out["answer"] and out["citations"][0]["text"] == out["answer"]
+    for c in out["citations"]:
+        assert set(c) == {"doc_id", "start", "end", "text", "context"}
+        assert (SEEDS / f"{c['doc_id']}.txt").read_text(encoding="utf-8")[c["start"] : c["end"]] == c["text"]
+    assert out["retrieved"] and len(out["retrieved"]) == len(set(out["retrieved"]))
+
+
+def test_ask_human_output_marks_the_answer(index_dir: Path) -> None:
+    r = _run(["ask", "--reader", "span", "Who is Russia's lead negotiator?"], index_dir)
+    assert r.returncode == 0
+    assert "confidence" in r.stdout and ">>" in r.stdout and "<<" in r.stdout
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 501])
+def test_bad_questions_exit_2_with_one_line(index_dir: Path, question: str) -> None:
+    r = _run(["ask", question], index_dir)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error:")
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_corpus_exits_1_with_one_line(tmp_path: Path) -> None:
+    r = _run(["ask", "--corpus", str(tmp_path / "nope"), "Who?"], tmp_path / "idx")
+    assert r.returncode == 1
+    assert "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_setting_is_named(index_dir: Path) -> None:
+    r = _run(["ask", "Who?"], index_dir, ("QA_TOP_K", "0"))
+    assert r.returncode == 2 and "top_k" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_search_and_status(index_dir: Path) -> None:
+    r = _run(["qa", "search", "prisoner exchange", "-k", "3"], index_dir)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("rrf") == 3
+    r = _run(["qa", "index", "status"], index_dir)
+    assert r.returncode == 0 and "up to date" in r.stdout

@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from qa.errors import DocumentNotFound, InvalidDocument
+from qa.index import load_index
+
+from .test_index import _pipeline
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", "a\\b", "..", "x\n", "\x00", ".hidden", "a" * 200])
+def test_bad_doc_ids_are_refused(tmp_path: Path, seeds_copy: Path, bad: str) -> None:
+    p = _pipeline(tmp_path, seeds_copy)
+    p.load(seeds_copy)
+    with pytest.raises(InvalidDocument):
+        p.add_document(bad, "Some text.")
+    assert sorted(x.name for x in seeds_copy.iterdir()) == sorted(
+        x.name for x in (Path(__file__).parents[1] / "seeds").iterdir()
+    )
+
+
+def test_add_replace_delete_are_durable_and_incremental(tmp_path: Path, seeds_copy: Path) -> None:
+    p = _pipeline(tmp_path, seeds_copy)
+    p.load(seeds_copy)
+    before = p.embedder.embedded  # type: ignore[attr-defined]
+    art, replaced = p.add_document("zanzibar", "The Zanzibar summit opened on 3 March.", title="Zanzibar summit")
+    assert not replaced and art.text.startswith("Zanzibar summit\n") and art.title == "Zanzibar summit"
+    assert (seeds_copy / "zanzibar.txt").read_text(encoding="utf-8") == art.text
+    assert p.embedder.embedded - before <= 2  # type: ignore[attr-defined]  # only the new article
+    assert "zanzibar" in load_index(tmp_path / "idx").articles  # persisted
+    assert any(h.chunk.doc_id == "zanzibar" for h in p.search("Zanzibar summit", 3))
+
+    _, replaced = p.add_document("zanzibar", "Replaced text about Mombasa.")
+    assert replaced and "Mombasa" in p.document("zanzibar").text
+
+    p.delete_document("zanzibar")
+    assert not (seeds_copy / "zanzibar.txt").exists()
+    assert "zanzibar" not in load_index(tmp_path / "idx").articles
+    with pytest.raises(DocumentNotFound):
+        p.document("zanzibar")
+    with pytest.raises(DocumentNotFound):
+        p.delete_document("zanzibar")
+
+
+def test_write_survives_a_crash_before_the_index_update(
+    tmp_path: Path, seeds_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = _pipeline(tmp_path, seeds_copy)
+    p.load(seeds_copy)
+    import qa.pipeline as mod
+
+    def crash(*a: object, **k: object) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(mod, "build_index", crash)
+    with pytest.raises(SystemExit):
+        p.add_document("late", "Written just before the crash.")
+    monkeypatch.undo()
+    fresh = _pipeline(tmp_path, seeds_copy)
+    fresh.load(seeds_copy)  # stale index detected, rebuilt from the folder
+    assert "late" in fresh.index.articles  # type: ignore[union-attr]
