@@ -172,15 +172,30 @@ class QAPipeline:
         if k < 1:
             raise ValueError(f"top_k must be >= 1, got {k}")
         retriever = self.retriever  # one index for the whole batch, even if a write swaps it
-        hits = retriever.retrieve_batch(qs, k)
-        readings = self.get_reader(reader).read_batch(qs, hits)
+        reader_obj = self.get_reader(reader)
+        t1 = time.perf_counter()
+        qvecs = retriever.embed_questions(qs)
+        t2 = time.perf_counter()
+        hits = retriever.retrieve_batch(qs, k, qvecs)
+        t3 = time.perf_counter()
+        readings = reader_obj.read_batch(qs, hits)
+        t4 = time.perf_counter()
         answers = [
             assemble(q, r, h, retriever.index.articles, self.settings.abstain_threshold, self.settings.max_citations)
             for q, r, h in zip(qs, readings, hits, strict=True)
         ]
-        per_q = (time.perf_counter() - t0) * 1000.0 / max(len(qs), 1)
+        t5 = time.perf_counter()
+        n = max(len(qs), 1)
+        timings = {
+            "embed": (t2 - t1) * 1000.0 / n,
+            "retrieve": (t3 - t2) * 1000.0 / n,
+            "read": (t4 - t3) * 1000.0 / n,
+            "assemble": (t5 - t4) * 1000.0 / n,
+        }
+        per_q = (t5 - t0) * 1000.0 / n
         for a in answers:
             a.latency_ms = per_q
+            a.timings = dict(timings)
         return answers
 
     def ask(self, question: str, top_k: int | None = None, reader: str | None = None) -> Answer:

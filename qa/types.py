@@ -79,6 +79,8 @@ class Answer:
     retrieved: list[str] = field(default_factory=list)
     passages: list[Hit] = field(default_factory=list)
     latency_ms: float = 0.0
+    # Per-question milliseconds by stage (embed, retrieve, read, assemble); not part of the JSON.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """The JSON answer object shared by ``ask --json``, the API and ``qa eval``."""

@@ -60,6 +60,7 @@ _ANSWER_TYPES: list[tuple[re.Pattern[str], frozenset[str]]] = [
     (re.compile(r"\b(which|what) (nationality|language)\b"), frozenset({"NORP", "LANGUAGE"})),
 ]
 _NUMERIC = frozenset({"CARDINAL", "QUANTITY", "PERCENT", "MONEY"})
+_WH_NOUN = re.compile(r"\b(?:which|what)\s+(\w+)")
 _ROLE_WORDS = re.compile(r"\b(minister|spokes\w*|president|envoy|negotiator|leader|chief|member|official)\b", re.I)
 
 
@@ -109,6 +110,7 @@ class SpanReader:
         self.weights = _Weights()
         self._nlp: Any = None
         self._docs: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
+        self._vecs: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
 
     def load(self) -> None:
@@ -139,6 +141,16 @@ class SpanReader:
                 if len(self._docs) > self._cache_size:
                     self._docs.popitem(last=False)
         return [self._docs[k] for k in keys]
+
+    def _sentence_vectors(self, texts: list[str]) -> list[np.ndarray]:
+        """Embeddings of sentences, cached: the same passages come back question after question."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._vecs]
+        if todo:
+            for t, v in zip(todo, self.embedder.embed_batch(todo), strict=True):
+                self._vecs[t] = v
+                if len(self._vecs) > self._cache_size:
+                    self._vecs.popitem(last=False)
+        return [self._vecs[t] for t in texts]
 
     def read_batch(self, questions: list[str], hits: list[list[Hit]]) -> list[Reading]:
         if self._nlp is None:
@@ -176,6 +188,10 @@ class SpanReader:
         w = self.weights
         want = expected_types(question)
         q_terms = set(bm25_tokens(question))
+        # "Which palace ...?": a span headed by "palace" has the asked-for type.
+        m = _WH_NOUN.search(question.lower())
+        wh_noun = bm25_tokens(m.group(1)) if m else []
+        head = wh_noun[0] if wh_noun else None
         docs = self._parse([h.chunk for h in hits])
         cands: list[tuple[Hit, int, int, str, Any]] = []
         for hit, doc in zip(hits, docs, strict=True):
@@ -186,17 +202,24 @@ class SpanReader:
         sent_text = {}
         for hit, _, _, _, sent in cands:
             sent_text[(id(hit), sent.start_char, sent.end_char)] = sent.text
-        vecs = self.embedder.embed_batch([question] + [sent_text[k] for k in sent_keys])
-        cos = {k: float(np.dot(vecs[0], v)) for k, v in zip(sent_keys, vecs[1:], strict=True)}
+        qvec = self._sentence_vectors([question])[0]
+        vecs = self._sentence_vectors([sent_text[k] for k in sent_keys])
+        cos = {k: float(np.dot(qvec, v)) for k, v in zip(sent_keys, vecs, strict=True)}
 
         best: dict[tuple[str, int, int], Span] = {}
         for hit, s, e, label, sent in cands:
             text = hit.chunk.text[s:e]
-            span_terms = set(bm25_tokens(text))
+            span_tokens = bm25_tokens(text)
+            span_terms = set(span_tokens)
+            headed = head is not None and bool(span_tokens) and span_tokens[-1] == head
+            if headed:
+                span_terms.discard(head)
             sent_terms = set(bm25_tokens(sent.text)) - span_terms
             overlap = len(q_terms & sent_terms) / len(q_terms) if q_terms else 0.0
             repeats = len(span_terms & q_terms) / len(span_terms) if span_terms else 1.0
-            if want is None:
+            if headed:
+                typed = w.type_match
+            elif want is None:
                 typed = w.type_generic if label != "CARDINAL" else 0.0
             elif label in want:
                 typed = w.type_match

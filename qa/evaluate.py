@@ -1,0 +1,642 @@
+"""Evaluation edge (``qa eval``): score the pipeline on the hand-written test set or SQuAD data.
+
+Answer metrics follow the official SQuAD v2.0 script (normalised exact match and token F1, max
+over gold answers, split into HasAns / NoAns), with one product rule on top: an abstention
+(``Answer.text is None``) is right exactly when the question is unanswerable. Around them sit the
+product's own checks: abstention precision/recall, whether citations point at the exact article
+text, whether they point at a gold article, and retrieval recall@k / MRR of the gold articles.
+
+Example::
+
+    qa eval --testset tests/data/qa_testset.jsonl --reader span --predictions preds.jsonl
+    qa eval --squad ../shared/squad/squad-dev-subset-v2.0.json --closed --limit 500 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from qa.answer import assemble
+from qa.corpus import make_article
+from qa.embed import Embedder, SentenceTransformerEmbedder
+from qa.errors import InvalidQuestion, QAError
+from qa.pipeline import QAPipeline, validate_question
+from qa.read import Reader, make_reader, resolve_reader_kind
+from qa.settings import Settings
+from qa.squad_metrics import max_over_golds
+from qa.types import Answer, Article, Chunk, Hit
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_WORST = 10
+# Below this many questions a progress bar is more noise than help.
+PROGRESS_MIN_QUESTIONS = 50
+RECALL_AT = (1, 5)
+
+
+class EvalDataError(QAError):
+    """An evaluation file is missing, unreadable or not in the expected layout."""
+
+
+# ================================================================ gold data
+
+
+@dataclass(frozen=True)
+class GoldQuestion:
+    """One evaluation question: its gold answer texts (empty = unanswerable) and gold articles."""
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    doc_ids: tuple[str, ...]
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.answers)
+
+
+@dataclass(frozen=True)
+class SquadSet:
+    """A SQuAD file as questions plus its paragraphs as articles (``"<title>/<i>"``)."""
+
+    questions: list[GoldQuestion]
+    articles: list[Article]
+
+
+def _str_list(value: object) -> list[str] | None:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        return None
+    return value
+
+
+def load_testset(path: Path | str) -> list[GoldQuestion]:
+    """Questions of a JSONL test set (``{"id","question","answers":[...],"doc_ids":[...]}`` a line).
+
+    Raises:
+        EvalDataError: the file is missing or unreadable, or a line is not such an object.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise EvalDataError(f"test set {path} does not exist; pass a JSONL file to --testset") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvalDataError(f"cannot read test set {path} ({type(e).__name__}: {e})") from e
+    out: list[GoldQuestion] = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise EvalDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(rec, dict):
+            raise EvalDataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        qid, question = rec.get("id"), rec.get("question")
+        answers, doc_ids = _str_list(rec.get("answers")), _str_list(rec.get("doc_ids"))
+        if not isinstance(qid, str) or not isinstance(question, str):
+            raise EvalDataError(f"{where}: 'id' and 'question' must be strings")
+        if answers is None or doc_ids is None:
+            raise EvalDataError(f"{where}: 'answers' and 'doc_ids' must be lists of strings")
+        out.append(GoldQuestion(qid, question, tuple(dict.fromkeys(answers)), tuple(dict.fromkeys(doc_ids))))
+    if not out:
+        raise EvalDataError(f"test set {path} holds no question")
+    return out
+
+
+def _squad_field(obj: object, key: str, kind: type, where: str, path: Path) -> Any:
+    if not isinstance(obj, dict) or not isinstance(obj.get(key), kind):
+        raise EvalDataError(f"{path}: {where}.{key} must be a {kind.__name__} (is this SQuAD v1.1/v2.0 JSON?)")
+    return obj[key]
+
+
+def load_squad(path: Path | str) -> SquadSet:
+    """Read official SQuAD v1.1/v2.0 JSON: every paragraph becomes an article with doc_id
+    ``"<title>/<paragraph index within its article>"`` and its context as exact text.
+
+    Raises:
+        EvalDataError: the file is missing, not JSON, or not in the SQuAD layout.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvalDataError(f"SQuAD file {path} does not exist; pass a SQuAD JSON file to --squad") from None
+    except json.JSONDecodeError as e:
+        raise EvalDataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvalDataError(f"cannot read SQuAD file {path} ({type(e).__name__}: {e})") from e
+    questions: list[GoldQuestion] = []
+    articles: list[Article] = []
+    seen: set[str] = set()
+    for ai, art in enumerate(_squad_field(raw, "data", list, "top level", path)):
+        title = _squad_field(art, "title", str, f"data[{ai}]", path)
+        for pi, para in enumerate(_squad_field(art, "paragraphs", list, f"data[{ai}]", path)):
+            where = f"data[{ai}].paragraphs[{pi}]"
+            doc_id = f"{title}/{pi}"
+            if doc_id in seen:
+                raise EvalDataError(f"{path}: {where}: title {title!r} occurs twice, so doc_id {doc_id!r} is ambiguous")
+            seen.add(doc_id)
+            articles.append(make_article(doc_id, _squad_field(para, "context", str, where, path)))
+            for qi, qa in enumerate(_squad_field(para, "qas", list, where, path)):
+                qwhere = f"{where}.qas[{qi}]"
+                qid = _squad_field(qa, "id", str, qwhere, path)
+                question = _squad_field(qa, "question", str, qwhere, path)
+                golds: list[str] = []
+                if not qa.get("is_impossible", False):
+                    for ni, ans in enumerate(qa.get("answers", [])):
+                        golds.append(_squad_field(ans, "text", str, f"{qwhere}.answers[{ni}]", path))
+                questions.append(GoldQuestion(qid, question, tuple(dict.fromkeys(golds)), (doc_id,)))
+    if not questions:
+        raise EvalDataError(f"SQuAD file {path} holds no question")
+    return SquadSet(questions, articles)
+
+
+# ================================================================ metrics (pure)
+
+
+def answer_scores(prediction: str | None, golds: Sequence[str]) -> tuple[float, float]:
+    """(exact, f1) of one prediction: abstaining (None) is right iff there is no gold answer,
+    answering an unanswerable question is wrong, otherwise SQuAD EM/F1 max over the golds."""
+    if prediction is None:
+        right = 0.0 if golds else 1.0
+        return right, right
+    if not golds:
+        return 0.0, 0.0
+    return max_over_golds(prediction, golds)
+
+
+def mean(values: Sequence[float]) -> float | None:
+    """Arithmetic mean, None for no values (a rate over an empty group is undefined, not 0)."""
+    return sum(values) / len(values) if values else None
+
+
+def abstention_precision_recall(
+    abstained: Sequence[bool], answerable: Sequence[bool]
+) -> tuple[float | None, float | None]:
+    """Precision and recall of abstaining (positive class): correct abstentions over abstentions,
+    and over unanswerable questions. None where the denominator is zero."""
+    if len(abstained) != len(answerable):
+        raise ValueError(f"got {len(abstained)} predictions for {len(answerable)} questions")
+    correct = sum(1 for a, ans in zip(abstained, answerable, strict=True) if a and not ans)
+    n_abstained = sum(abstained)
+    n_unanswerable = sum(1 for ans in answerable if not ans)
+    return (correct / n_abstained if n_abstained else None, correct / n_unanswerable if n_unanswerable else None)
+
+
+def citation_valid(answer: Answer, article_texts: Mapping[str, str]) -> bool:
+    """True if every citation's text is ``article_text[start:end]`` of its article and the first
+    citation's text is the answer itself."""
+    if answer.text is None or not answer.citations or answer.citations[0].text != answer.text:
+        return False
+    for c in answer.citations:
+        text = article_texts.get(c.doc_id)
+        if text is None or not 0 <= c.start <= c.end <= len(text) or text[c.start : c.end] != c.text:
+            return False
+    return True
+
+
+def citation_validity(answers: Sequence[Answer], article_texts: Mapping[str, str]) -> float | None:
+    """Fraction of answered predictions whose citations are all exact (see :func:`citation_valid`)."""
+    return mean([float(citation_valid(a, article_texts)) for a in answers if a.text is not None])
+
+
+def citation_support(answers: Sequence[Answer], golds: Sequence[GoldQuestion]) -> float | None:
+    """Fraction of answered, answerable predictions whose first citation is in a gold article."""
+    return mean(
+        [
+            float(bool(a.citations) and a.citations[0].doc_id in g.doc_ids)
+            for a, g in zip(answers, golds, strict=True)
+            if a.text is not None and g.answerable
+        ]
+    )
+
+
+def gold_rank(retrieved: Sequence[str], gold_doc_ids: Sequence[str]) -> int | None:
+    """1-based rank of the first gold article among ``retrieved``, or None if none was retrieved."""
+    gold = set(gold_doc_ids)
+    for rank, doc_id in enumerate(retrieved, 1):
+        if doc_id in gold:
+            return rank
+    return None
+
+
+def recall_at_k(ranks: Sequence[int | None], k: int) -> float | None:
+    """Fraction of questions with a gold article in the first ``k`` retrieved."""
+    return mean([float(r is not None and r <= k) for r in ranks])
+
+
+def mean_reciprocal_rank(ranks: Sequence[int | None]) -> float | None:
+    """Mean of 1/rank of the first gold article (0 when it was not retrieved)."""
+    return mean([1.0 / r if r is not None else 0.0 for r in ranks])
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100), interpolating linearly between ranks (numpy's default)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"q must be in 0..100, got {q}")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    """Every number ``qa eval`` reports. Rates are in 0..1; None where a rate is undefined
+    (no unanswerable question, no abstention, retrieval in closed mode, ...)."""
+
+    mode: str
+    reader: str
+    questions: int
+    answerable: int
+    unanswerable: int
+    answered: int
+    exact: float
+    f1: float
+    has_ans_exact: float | None
+    has_ans_f1: float | None
+    no_ans_exact: float | None
+    no_ans_f1: float | None
+    abstain_precision: float | None
+    abstain_recall: float | None
+    citation_validity: float | None
+    citation_support: float | None
+    recall_at_1: float | None
+    recall_at_5: float | None
+    mrr: float | None
+    latency_p50_ms: float
+    latency_p95_ms: float
+    questions_per_s: float
+    wall_s: float
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready values, rates rounded to 4 decimals and times to 2."""
+        out: dict[str, object] = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, float):
+                value = round(value, 2 if key.endswith(("_ms", "_s")) else 4)
+            out[key] = value
+        return out
+
+
+def compute_metrics(
+    golds: Sequence[GoldQuestion],
+    answers: Sequence[Answer],
+    article_texts: Mapping[str, str],
+    *,
+    mode: str,
+    reader: str,
+    wall_s: float,
+    retrieval: bool = True,
+) -> EvalMetrics:
+    """All metrics of a run; ``retrieval=False`` (closed mode) leaves the retrieval ones None."""
+    if len(golds) != len(answers):
+        raise ValueError(f"got {len(answers)} predictions for {len(golds)} questions")
+    if not golds:
+        raise ValueError("no questions to score")
+    scores = [answer_scores(a.text, g.answers) for a, g in zip(answers, golds, strict=True)]
+    has = [s for s, g in zip(scores, golds, strict=True) if g.answerable]
+    no = [s for s, g in zip(scores, golds, strict=True) if not g.answerable]
+    precision, recall = abstention_precision_recall([a.text is None for a in answers], [g.answerable for g in golds])
+    ranks = [gold_rank(a.retrieved, g.doc_ids) for a, g in zip(answers, golds, strict=True) if g.answerable]
+    latencies = [a.latency_ms for a in answers]
+    return EvalMetrics(
+        mode=mode,
+        reader=reader,
+        questions=len(golds),
+        answerable=len(has),
+        unanswerable=len(no),
+        answered=sum(a.text is not None for a in answers),
+        exact=sum(s[0] for s in scores) / len(scores),
+        f1=sum(s[1] for s in scores) / len(scores),
+        has_ans_exact=mean([s[0] for s in has]),
+        has_ans_f1=mean([s[1] for s in has]),
+        no_ans_exact=mean([s[0] for s in no]),
+        no_ans_f1=mean([s[1] for s in no]),
+        abstain_precision=precision,
+        abstain_recall=recall,
+        citation_validity=citation_validity(answers, article_texts),
+        citation_support=citation_support(answers, golds),
+        recall_at_1=recall_at_k(ranks, RECALL_AT[0]) if retrieval else None,
+        recall_at_5=recall_at_k(ranks, RECALL_AT[1]) if retrieval else None,
+        mrr=mean_reciprocal_rank(ranks) if retrieval else None,
+        latency_p50_ms=percentile(latencies, 50),
+        latency_p95_ms=percentile(latencies, 95),
+        questions_per_s=len(golds) / wall_s if wall_s > 0 else 0.0,
+        wall_s=wall_s,
+    )
+
+
+# ================================================================ reports
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100.0 * x:.1f}%"
+
+
+def format_table(m: EvalMetrics) -> str:
+    """The metrics as a small human-readable table."""
+    mrr = "n/a" if m.mrr is None else f"{m.mrr:.3f}"
+    rows = [
+        ("run", f"{m.mode}, reader {m.reader}"),
+        (
+            "questions",
+            f"{m.questions}  (answerable {m.answerable}, unanswerable {m.unanswerable}; answered {m.answered})",
+        ),
+        ("exact match", f"{_pct(m.exact):>6}   HasAns {_pct(m.has_ans_exact):>6}   NoAns {_pct(m.no_ans_exact):>6}"),
+        ("F1", f"{_pct(m.f1):>6}   HasAns {_pct(m.has_ans_f1):>6}   NoAns {_pct(m.no_ans_f1):>6}"),
+        ("abstention", f"precision {_pct(m.abstain_precision)}   recall {_pct(m.abstain_recall)}"),
+        ("citations", f"valid {_pct(m.citation_validity)}   in a gold article {_pct(m.citation_support)}"),
+        ("retrieval", f"recall@1 {_pct(m.recall_at_1)}   recall@5 {_pct(m.recall_at_5)}   MRR {mrr}"),
+        ("latency", f"p50 {m.latency_p50_ms:.1f} ms   p95 {m.latency_p95_ms:.1f} ms per question"),
+        ("throughput", f"{m.questions_per_s:.2f} questions/s  ({m.questions} in {m.wall_s:.1f} s)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def worst_failures(golds: Sequence[GoldQuestion], answers: Sequence[Answer], n: int) -> list[str]:
+    """One line per wrong prediction (EM 0), lowest F1 first, then most confident first."""
+    wrong = []
+    for i, (g, a) in enumerate(zip(golds, answers, strict=True)):
+        em, f1 = answer_scores(a.text, g.answers)
+        if em < 1.0:
+            wrong.append((f1, -a.score, i))
+    lines = []
+    for f1, _, i in sorted(wrong)[:n]:
+        g, a = golds[i], answers[i]
+        gold = " | ".join(_one_line(x) for x in g.answers) if g.answerable else "<unanswerable>"
+        pred = f"{_one_line(a.text)!r}" if a.text is not None else "<abstained>"
+        lines.append(
+            f"{g.id}  F1 {f1:.2f}  Q: {_one_line(g.question)}  gold: {gold}  predicted: {pred} ({a.score:.2f})"
+        )
+    return lines
+
+
+# ================================================================ running
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``qa eval`` options."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--testset", type=Path, help="hand-written JSONL test set (e.g. tests/data/qa_testset.jsonl)")
+    src.add_argument("--squad", type=Path, help="official SQuAD v1.1/v2.0 JSON; its paragraphs are the corpus")
+    parser.add_argument("--corpus", type=Path, default=None, help="with --testset: folder of articles (default seeds/)")
+    parser.add_argument(
+        "--closed",
+        action="store_true",
+        help="with --squad: the reader sees only the question's own paragraph (no retrieval)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N questions in file order")
+    parser.add_argument("--predictions", type=Path, default=None, help="write one JSON prediction a line here")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object on stdout")
+    parser.add_argument("--reader", choices=["auto", "transformers", "span"], default=None, help="which reader answers")
+    parser.add_argument("--top-k", type=int, default=None, help="passages the reader sees (default 5)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"questions answered together (default {DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--worst", type=int, default=DEFAULT_WORST, help=f"failures to list (default {DEFAULT_WORST}; 0 for none)"
+    )
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for name, low in (("limit", 1), ("batch_size", 1), ("worst", 0), ("top_k", 1)):
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if args.closed and args.squad is None:
+        raise ValueError("--closed needs --squad (the test set has no per-question paragraph)")
+    if args.squad is not None and args.corpus is not None:
+        raise ValueError("--corpus applies to --testset only; a SQuAD file is its own corpus")
+
+
+def _valid_questions(golds: list[GoldQuestion], max_chars: int) -> list[GoldQuestion]:
+    """Questions with their text stripped; blank or over-long ones skipped with a warning."""
+    out = []
+    for g in golds:
+        try:
+            out.append(GoldQuestion(g.id, validate_question(g.question, max_chars), g.answers, g.doc_ids))
+        except InvalidQuestion as e:
+            log.warning("skipping question %s: %s", g.id, e)
+    if not out:
+        raise EvalDataError("no valid question to evaluate")
+    return out
+
+
+PredictionSink = Callable[[GoldQuestion, Answer], None]
+
+
+@contextmanager
+def _prediction_sink(path: Path | None) -> Iterator[PredictionSink]:
+    """A function writing one JSONL prediction (``Answer.to_dict()`` plus ``id``), or a no-op."""
+    if path is None:
+        yield lambda g, a: None
+        return
+    try:
+        fh: IO[str] = path.open("w", encoding="utf-8")
+    except OSError as e:
+        raise EvalDataError(f"cannot write predictions to {path} ({e.strerror or e})") from e
+
+    def write(g: GoldQuestion, a: Answer) -> None:
+        fh.write(json.dumps({"id": g.id, **a.to_dict()}, ensure_ascii=False) + "\n")
+
+    with fh:
+        yield write
+
+
+def answer_all(
+    golds: Sequence[GoldQuestion],
+    answer_batch: Callable[[list[GoldQuestion]], list[Answer]],
+    batch_size: int,
+    sink: PredictionSink,
+) -> tuple[list[Answer], float]:
+    """Answers to every question in batches, in order, and the wall-clock seconds it took."""
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() and len(golds) >= PROGRESS_MIN_QUESTIONS
+    answers: list[Answer] = []
+    t0 = time.perf_counter()
+    with tqdm(total=len(golds), unit="q", file=sys.stderr, disable=not show, desc="eval") as bar:
+        for i in range(0, len(golds), batch_size):
+            batch = list(golds[i : i + batch_size])
+            got = answer_batch(batch)
+            for g, a in zip(batch, got, strict=True):
+                sink(g, a)
+            answers.extend(got)
+            bar.update(len(batch))
+    return answers, time.perf_counter() - t0
+
+
+def whole_paragraph_hit(article: Article) -> Hit:
+    """The article as the single retrieved passage (closed-book reading)."""
+    return Hit(Chunk(article.doc_id, 0, len(article.text), article.text), score=1.0, dense=1.0)
+
+
+def read_closed(
+    reader: Reader, batch: list[GoldQuestion], articles: Mapping[str, Article], settings: Settings
+) -> list[Answer]:
+    """Answers read from each question's own paragraph only, assembled as the pipeline does."""
+    t0 = time.perf_counter()
+    hits = [[whole_paragraph_hit(articles[g.doc_ids[0]])] for g in batch]
+    questions = [g.question for g in batch]
+    readings = reader.read_batch(questions, hits)
+    answers = [
+        assemble(q, r, h, articles, settings.abstain_threshold, settings.max_citations)
+        for q, r, h in zip(questions, readings, hits, strict=True)
+    ]
+    per_q = (time.perf_counter() - t0) * 1000.0 / max(len(batch), 1)
+    for a in answers:
+        a.latency_ms = per_q
+    return answers
+
+
+def run(
+    args: argparse.Namespace,
+    settings: Settings,
+    say: Callable[[str], None],
+    *,
+    embedder: Embedder | None = None,
+    reader: Reader | None = None,
+) -> int:
+    """``qa eval``: answer every question, print the metrics (and worst failures), return 0.
+
+    ``embedder`` and ``reader`` replace the configured models (tests pass fakes).
+    """
+    _check_args(args)
+    if args.reader is not None:
+        settings = settings.model_copy(update={"reader": args.reader})
+    emb = (
+        embedder
+        if embedder is not None
+        else SentenceTransformerEmbedder(settings.embed_model, settings.embed_batch_size)
+    )
+    label = getattr(reader, "name", None) or resolve_reader_kind(settings)
+    # Read the questions before any model loads, so a bad file fails in a second.
+    if args.testset is not None:
+        golds = _valid_questions(load_testset(args.testset)[: args.limit], settings.max_question_chars)
+        with _prediction_sink(args.predictions) as sink:
+            answers, metrics = _eval_testset(golds, args, settings, say, emb, reader, label, sink)
+    else:
+        data = load_squad(args.squad)
+        golds = _valid_questions(data.questions[: args.limit], settings.max_question_chars)
+        rdr = reader if reader is not None else make_reader(settings, emb, resolve_reader_kind(settings))
+        with _prediction_sink(args.predictions) as sink:
+            if args.closed:
+                answers, metrics = _eval_squad_closed(golds, data, args, settings, say, rdr, label, sink)
+            else:
+                answers, metrics = _eval_squad_open(golds, data, args, settings, say, emb, rdr, label, sink)
+
+    if args.json:
+        print(json.dumps(metrics.to_dict(), ensure_ascii=False), flush=True)
+        say(format_table(metrics))
+    else:
+        print(format_table(metrics))
+    failures = worst_failures(golds, answers, args.worst)
+    if failures:
+        show: Callable[[str], None] = say if args.json else print
+        show(f"worst {len(failures)} failures (id, F1, question, gold, predicted):")
+        for line in failures:
+            show("  " + line)
+    if args.predictions is not None:
+        say(f"wrote {len(answers)} predictions to {args.predictions}")
+    return 0
+
+
+def _ask_batches(
+    pipeline: QAPipeline, golds: list[GoldQuestion], args: argparse.Namespace, sink: PredictionSink
+) -> tuple[list[Answer], float]:
+    return answer_all(
+        golds, lambda b: pipeline.ask_batch([g.question for g in b], top_k=args.top_k), args.batch_size, sink
+    )
+
+
+def _eval_testset(
+    golds: list[GoldQuestion],
+    args: argparse.Namespace,
+    settings: Settings,
+    say: Callable[[str], None],
+    emb: Embedder,
+    reader: Reader | None,
+    label: str,
+    sink: PredictionSink,
+) -> tuple[list[Answer], EvalMetrics]:
+    corpus = args.corpus if args.corpus is not None else settings.corpus_dir
+    pipeline = QAPipeline(settings, embedder=emb, reader=reader)
+    pipeline.load(corpus, notify=say, show_progress=sys.stderr.isatty())
+    if pipeline.index is None:
+        raise RuntimeError("pipeline.load() left no index")
+    texts = {d: a.text for d, a in pipeline.index.articles.items()}
+    unknown = sorted({d for g in golds for d in g.doc_ids} - set(texts))
+    if unknown:
+        say(
+            f"warning: {len(unknown)} gold doc_ids are not in {corpus}/ (e.g. {unknown[0]}); "
+            "retrieval and citation support will count them as misses"
+        )
+    answers, wall = _ask_batches(pipeline, golds, args, sink)
+    return answers, compute_metrics(golds, answers, texts, mode="testset", reader=label, wall_s=wall)
+
+
+def _eval_squad_open(
+    golds: list[GoldQuestion],
+    data: SquadSet,
+    args: argparse.Namespace,
+    settings: Settings,
+    say: Callable[[str], None],
+    emb: Embedder,
+    reader: Reader,
+    label: str,
+    sink: PredictionSink,
+) -> tuple[list[Answer], EvalMetrics]:
+    texts = {a.doc_id: a.text for a in data.articles}
+    # A throw-away index: the product's own index/ is never touched.
+    with tempfile.TemporaryDirectory(prefix="qa-eval-index-") as tmp:
+        pipeline = QAPipeline(settings.model_copy(update={"index_dir": Path(tmp)}), embedder=emb, reader=reader)
+        say(f"indexing {len(data.articles)} paragraphs of {args.squad} into a temporary index")
+        pipeline.set_index(pipeline.build(data.articles, show_progress=sys.stderr.isatty()))
+        reader.load()
+        answers, wall = _ask_batches(pipeline, golds, args, sink)
+    return answers, compute_metrics(golds, answers, texts, mode="squad-open", reader=label, wall_s=wall)
+
+
+def _eval_squad_closed(
+    golds: list[GoldQuestion],
+    data: SquadSet,
+    args: argparse.Namespace,
+    settings: Settings,
+    say: Callable[[str], None],
+    reader: Reader,
+    label: str,
+    sink: PredictionSink,
+) -> tuple[list[Answer], EvalMetrics]:
+    by_id = {a.doc_id: a for a in data.articles}
+    texts = {a.doc_id: a.text for a in data.articles}
+    say(f"reading {len(golds)} questions of {args.squad} against their own paragraphs (no retrieval)")
+    reader.load()  # the span reader loads the embedder it needs; the transformers reader needs none
+    answers, wall = answer_all(golds, lambda b: read_closed(reader, b, by_id, settings), args.batch_size, sink)
+    return answers, compute_metrics(
+        golds, answers, texts, mode="squad-closed", reader=label, wall_s=wall, retrieval=False
+    )
