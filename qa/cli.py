@@ -291,6 +291,12 @@ def qa_main(argv: Sequence[str] | None = None) -> int:
     _common(ev)
     ev.set_defaults(func=lambda a: evaluate.run(a, _settings(a), _say))
 
+    from qa import bench
+
+    bn = sub.add_parser("bench", help="measure latency, throughput, memory and scale (writes bench/results.json)")
+    bench.add_arguments(bn)
+    bn.set_defaults(func=lambda a: bench.run(a, _settings(a), _say))
+
     tr = sub.add_parser("train-reader", help="train an extractive QA reader on SQuAD JSON (see --help)", add_help=False)
     tr.add_argument("train_args", nargs=argparse.REMAINDER)
     tr.set_defaults(func=_cmd_train)

@@ -40,6 +40,11 @@ BM25_DIR = "bm25"
 # Files up to this size are re-hashed on every load; larger ones are checked by size only,
 # so that loading a million-chunk index does not read gigabytes twice.
 FULL_CHECKSUM_MAX_BYTES = 256 * 1024 * 1024
+# HNSW graph: links per node, candidate-list sizes while building and while searching
+# (measured by `qa bench`: see bench/results.md).
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
 
 _STOPWORDS = frozenset(
     [
@@ -162,6 +167,11 @@ class SearchIndex:
 # ---------------------------------------------------------------- building
 
 
+def faiss_index_kind(n_chunks: int, hnsw_min_chunks: int) -> str:
+    """``flat`` (exact) below ``hnsw_min_chunks`` chunks, ``hnsw`` (approximate) from there on."""
+    return "hnsw" if n_chunks >= hnsw_min_chunks else "flat"
+
+
 def make_faiss_index(vectors: np.ndarray, hnsw_min_chunks: int) -> tuple[Any, str]:
     """Flat inner-product index (exact; inner product = cosine on normalised vectors), or HNSW
     for corpora of at least ``hnsw_min_chunks`` chunks."""
@@ -169,14 +179,13 @@ def make_faiss_index(vectors: np.ndarray, hnsw_min_chunks: int) -> tuple[Any, st
 
     dim = vectors.shape[1]
     index: Any
-    if len(vectors) >= hnsw_min_chunks:
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 128
-        kind = "hnsw"
+    kind = faiss_index_kind(len(vectors), hnsw_min_chunks)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
     else:
         index = faiss.IndexFlatIP(dim)
-        kind = "flat"
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index, kind

@@ -60,6 +60,10 @@ _ANSWER_TYPES: list[tuple[re.Pattern[str], frozenset[str]]] = [
     (re.compile(r"\b(which|what) (nationality|language)\b"), frozenset({"NORP", "LANGUAGE"})),
 ]
 _NUMERIC = frozenset({"CARDINAL", "QUANTITY", "PERCENT", "MONEY"})
+_HOW_LONG = re.compile(r"\bhow long\b")
+_DURATION = re.compile(r"\b(second|minute|hour|day|week|month|year|decade)s?\b|-day\b", re.I)
+_WEEKDAY_Q = re.compile(r"\bday of the week\b|\bwhich day\b")
+_WEEKDAY = re.compile(r"^(on )?(monday|tuesday|wednesday|thursday|friday|saturday|sunday)$", re.I)
 _WH_NOUN = re.compile(r"\b(?:which|what)\s+(\w+)")
 _ROLE_WORDS = re.compile(r"\b(minister|spokes\w*|president|envoy|negotiator|leader|chief|member|official)\b", re.I)
 
@@ -219,6 +223,11 @@ class SpanReader:
             repeats = len(span_terms & q_terms) / len(span_terms) if span_terms else 1.0
             if headed:
                 typed = w.type_match
+            elif _HOW_LONG.search(question.lower()):
+                # durations ("about an hour", "three-day"), not dates, answer "how long"
+                typed = w.type_match if _DURATION.search(text) and not re.search(r"\d{4}", text) else 0.0
+            elif _WEEKDAY_Q.search(question.lower()):
+                typed = w.type_match if _WEEKDAY.match(text.strip()) else 0.0
             elif want is None:
                 typed = w.type_generic if label != "CARDINAL" else 0.0
             elif label in want:
