@@ -38,9 +38,29 @@ def validate_text(text: str, max_chars: int) -> str:
         raise InvalidDocument("text must not be empty")
     if len(text) > max_chars:
         raise InvalidDocument(f"text has {len(text)} characters; the limit is {max_chars} (QA_MAX_DOCUMENT_CHARS)")
-    if "\x00" in text:
-        raise InvalidDocument("text must not contain NUL characters")
+    _check_chars(text, "text")
     return text
+
+
+def _check_chars(value: str, what: str) -> None:
+    if "\x00" in value:
+        raise InvalidDocument(f"{what} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate cannot be stored as UTF-8
+        raise InvalidDocument(f"{what} is not valid Unicode (unpaired surrogate at character {e.start})") from e
+
+
+def validate_title(title: str | None, max_chars: int) -> str | None:
+    """``title`` if acceptable: no NUL, valid Unicode, at most ``max_chars`` characters."""
+    if title is None:
+        return None
+    if not isinstance(title, str):
+        raise InvalidDocument("title must be a string")
+    if len(title) > max_chars:
+        raise InvalidDocument(f"title has {len(title)} characters; the limit is {max_chars}")
+    _check_chars(title, "title")
+    return title
 
 
 def compose_text(text: str, title: str | None) -> str:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from qa.answer import assemble
 from qa.corpus import load_corpus, make_article
-from qa.documents import compose_text, delete_article, validate_doc_id, validate_text, write_article
+from qa.documents import (
+    compose_text,
+    delete_article,
+    validate_doc_id,
+    validate_text,
+    validate_title,
+    write_article,
+)
 from qa.embed import Embedder, SentenceTransformerEmbedder
 from qa.errors import DocumentNotFound, IndexCorrupt, IndexMissing, IndexStale, InvalidDocument, InvalidQuestion
 from qa.index import SearchIndex, build_index, load_index, save_index, staleness
@@ -228,7 +235,9 @@ class QAPipeline:
         """
         s = self.settings
         validate_doc_id(doc_id, s.max_doc_id_chars)
-        stored = compose_text(validate_text(text, s.max_document_chars), title)
+        stored = compose_text(validate_text(text, s.max_document_chars), validate_title(title, s.max_title_chars))
+        if len(stored) > s.max_document_chars:
+            raise InvalidDocument(f"title and text have {len(stored)} characters; the limit is {s.max_document_chars}")
         with self._write_lock:
             current = self._loaded_index()
             replaced = doc_id in current.articles

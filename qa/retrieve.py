@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Protocol
 
 import numpy as np
 
+from qa.cache import LRUCache
 from qa.embed import Embedder
 from qa.index import SearchIndex, bm25_tokens
 from qa.types import Hit
@@ -38,22 +38,13 @@ class HybridRetriever:
         self.embedder = embedder
         self.candidates_k = candidates_k
         self.rrf_k = rrf_k
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: LRUCache[str, np.ndarray] = LRUCache(cache_size)
 
     def embed_questions(self, questions: list[str]) -> np.ndarray:
         """Question vectors, with a small LRU cache (repeated questions skip the model)."""
-        missing = [q for q in dict.fromkeys(questions) if q not in self._cache]
-        if missing:
-            for q, v in zip(missing, self.embedder.embed_batch(missing), strict=True):
-                self._cache[q] = v
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-        for q in questions:
-            self._cache.move_to_end(q)
-        return (
-            np.stack([self._cache[q] for q in questions]) if questions else np.zeros((0, self.embedder.dim), np.float32)
-        )
+        if not questions:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        return np.stack(self._cache.get_or_compute(questions, lambda qs: list(self.embedder.embed_batch(qs))))
 
     def retrieve_batch(self, questions: list[str], k: int, qvecs: np.ndarray | None = None) -> list[list[Hit]]:
         if k < 1:

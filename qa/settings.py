@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=500, ge=1)
     max_doc_id_chars: int = Field(default=128, ge=1)
     max_document_chars: int = Field(default=1_000_000, ge=1)
+    max_title_chars: int = Field(default=300, ge=1)
 
     @field_validator("embed_model", "reader_model")
     @classmethod

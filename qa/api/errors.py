@@ -1,0 +1,132 @@
+"""Every error leaves the API as ``{"error": {"code", "message"}}``, mapped here and nowhere else.
+
+Domain errors (:mod:`qa.errors`) become 4xx with their one-line message, or a 503 with a
+generic one when the message would describe the server's files. Anything unexpected is a
+generic 500; the details (and the traceback) go to the server log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qa.errors import (
+    CorpusError,
+    DocumentNotFound,
+    IndexCorrupt,
+    IndexMissing,
+    IndexStale,
+    InvalidDocument,
+    InvalidQuestion,
+    ModelUnavailable,
+    QAError,
+)
+
+log = logging.getLogger("qa.api")
+
+UNAVAILABLE_MESSAGE = "the service cannot answer right now (index or model unavailable); the server log says why"
+INTERNAL_MESSAGE = "internal error; the server log has the details"
+
+
+class ApiError(Exception):
+    """An HTTP answer decided at the edge (auth, limits, readiness): status, code and message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers) if headers is not None else None
+
+
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+# Domain errors whose message is safe and useful to a client: (status, code).
+_CLIENT_ERRORS: list[tuple[type[QAError], int, str]] = [
+    (InvalidQuestion, 422, "invalid_question"),
+    (InvalidDocument, 422, "invalid_document"),
+    (DocumentNotFound, 404, "document_not_found"),
+]
+# Domain errors about the server's own state: their messages name server paths, so they stay in the log.
+_SERVER_ERRORS = (IndexMissing, IndexStale, IndexCorrupt, CorpusError, ModelUnavailable)
+
+
+def _qa_error(request: Request, exc: Exception) -> JSONResponse:
+    for cls, status, code in _CLIENT_ERRORS:
+        if isinstance(exc, cls):
+            return error_response(status, code, str(exc))
+    if isinstance(exc, _SERVER_ERRORS):
+        log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return error_response(503, "unavailable", UNAVAILABLE_MESSAGE)
+    return _internal(request, exc)
+
+
+def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+def _where(loc: Sequence[Any]) -> str:
+    """``("body", "questions", 2)`` -> ``questions[2]``; the request part stays out of the way."""
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "body"
+
+
+def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[int, str, str]:
+    """(status, code, message) for pydantic/FastAPI request errors; never echoes the input."""
+    first: Mapping[str, Any] = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        why = (first.get("ctx") or {}).get("error", "cannot be parsed")
+        return 400, "invalid_json", f"the request body is not valid JSON ({why}); send a JSON object"
+    loc = tuple(first.get("loc", ()))
+    if loc == ("body",) and first.get("type") in ("model_attributes_type", "dict_type", "missing"):
+        return 422, "invalid_request", (
+            "the request body must be a JSON object; send it with Content-Type: application/json"
+        )
+    msgs = [f"{_where(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors[:3]]
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return 422, "invalid_request", "; ".join(msgs) + more
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    status, code, message = validation_message(exc.errors())
+    return error_response(status, code, message)
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response(404, "not_found", f"no endpoint at {request.url.path}; the API is described at /docs")
+    if exc.status_code == 405:
+        return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}",
+                              exc.headers)
+    if exc.status_code == 400:  # FastAPI could not parse the body (not UTF-8, nested too deeply, ...)
+        return error_response(400, "invalid_json", "the request body cannot be parsed as JSON (it must be UTF-8 and "
+                              "not absurdly nested); send a JSON object", exc.headers)
+    return error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail), exc.headers)
+
+
+def _internal(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s: unhandled %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    return error_response(500, "internal_error", INTERNAL_MESSAGE)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error the app can raise onto the one JSON error shape."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(QAError, _qa_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal)

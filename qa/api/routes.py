@@ -1,0 +1,167 @@
+"""Endpoints: parse the request, call the service, shape the response. No question answering here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
+
+from qa.api.schemas import (
+    TOP_K_MAX,
+    TOP_K_MIN,
+    AnswerOut,
+    AskBatchRequest,
+    AskRequest,
+    BatchAnswersOut,
+    DocumentDeleted,
+    DocumentIn,
+    DocumentList,
+    DocumentOut,
+    DocumentSummary,
+    DocumentWritten,
+    ErrorOut,
+    HealthOut,
+    ReaderName,
+    ReadyOut,
+    Text,
+)
+from qa.api.service import Service
+
+router = APIRouter()
+
+
+class _AnyText(Convertor[str]):
+    """Any non-empty path remainder, newlines and slashes included, so that a bad doc_id reaches
+    validation (a clear 422) instead of falling through to "no such endpoint"."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_text", _AnyText())
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+_bearer = HTTPBearer(auto_error=False, description="the server's QA_API_TOKEN")
+
+
+def require_writer(
+    service: ServiceDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Write endpoints: bearer token when QA_API_TOKEN is set; without one, a loopback bind only."""
+    service.authorize_write(credentials.credentials if credentials is not None else None)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "the body is not valid JSON",
+        401: "missing or wrong bearer token",
+        403: "writes are disabled (no QA_API_TOKEN on a public bind, or several workers)",
+        404: "no article with that doc_id",
+        413: "the body or the article text is over its limit",
+        422: "invalid input (empty or over-long question, top_k out of range, unknown reader, bad doc_id, ...)",
+        503: "still loading, busy, or the index or a model is unavailable",
+    }
+    return {s: {"model": ErrorOut, "description": descriptions[s]} for s in statuses}
+
+
+# ---------------------------------------------------------------- questions
+@router.post("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(400, 413, 422, 503),
+             summary="Answer one question with citations")
+async def ask(body: AskRequest, service: ServiceDep) -> AnswerOut:
+    """The same JSON object as ``ask --json``; ``answer`` is null when the articles do not answer."""
+    return AnswerOut.of(await service.ask(body.question, body.top_k, body.reader))
+
+
+@router.get("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(422, 503),
+            summary="Answer one question (query string)")
+async def ask_get(
+    service: ServiceDep,
+    q: Annotated[Text, Query(description="the question", examples=["Who is Russia's lead negotiator?"])],
+    top_k: Annotated[int | None, Query(ge=TOP_K_MIN, le=TOP_K_MAX, description="passages the reader sees",
+                                       examples=[5])] = None,
+    reader: Annotated[ReaderName | None, Query(description="auto, span or transformers", examples=["span"])] = None,
+) -> AnswerOut:
+    """Like ``POST /ask``, for a browser or ``curl 'localhost:8000/ask?q=...'``."""
+    return AnswerOut.of(await service.ask(q, top_k, reader))
+
+
+@router.post("/ask/batch", response_model=BatchAnswersOut, tags=["questions"],
+             responses=_errors(400, 413, 422, 503), summary="Answer several questions in one batched pass")
+async def ask_batch(body: AskBatchRequest, service: ServiceDep) -> BatchAnswersOut:
+    """Answers in the order of the questions; one invalid question rejects the whole batch."""
+    answers = await service.ask_batch(body.questions, body.top_k, body.reader)
+    return BatchAnswersOut(answers=[AnswerOut.of(a) for a in answers])
+
+
+# ---------------------------------------------------------------- documents
+@router.get("/documents", response_model=DocumentList, tags=["documents"], responses=_errors(503),
+            summary="List the articles in the index")
+async def list_documents(service: ServiceDep) -> DocumentList:
+    docs = [DocumentSummary.of(a) for a in service.documents()]
+    return DocumentList(documents=docs, count=len(docs))
+
+
+@router.get("/documents/{doc_id:any_text}", response_model=DocumentOut, tags=["documents"],
+            responses=_errors(404, 422, 503), summary="One article with its exact text")
+async def get_document(doc_id: str, service: ServiceDep) -> DocumentOut:
+    """Citation offsets index into ``text``."""
+    return DocumentOut.of(service.document(doc_id))
+
+
+@router.post("/documents", response_model=DocumentWritten, status_code=201, tags=["documents"],
+             dependencies=[Depends(require_writer)],
+             responses={200: {"model": DocumentWritten, "description": "an existing article was replaced"},
+                        **_errors(400, 401, 403, 413, 422, 503)},
+             summary="Add an article (201) or replace one (200)")
+async def add_document(body: DocumentIn, service: ServiceDep, response: Response) -> DocumentWritten:
+    """The article is on disk (fsynced) before this answers, and searchable in the index."""
+    article, replaced = await service.add_document(body.doc_id, body.text, body.title)
+    if replaced:
+        response.status_code = 200
+    documents, chunks = service.counts()
+    return DocumentWritten(doc_id=article.doc_id, title=article.title, date=article.date, chars=len(article.text),
+                           sha256=article.sha256, replaced=replaced, documents=documents, chunks=chunks)
+
+
+@router.delete("/documents/{doc_id:any_text}", response_model=DocumentDeleted, tags=["documents"],
+               dependencies=[Depends(require_writer)], responses=_errors(401, 403, 404, 422, 503),
+               summary="Delete an article")
+async def delete_document(doc_id: str, service: ServiceDep) -> DocumentDeleted:
+    await service.delete_document(doc_id)
+    documents, chunks = service.counts()
+    return DocumentDeleted(doc_id=doc_id, deleted=True, documents=documents, chunks=chunks)
+
+
+# ---------------------------------------------------------------- health
+@router.get("/healthz", response_model=HealthOut, tags=["health"], summary="Liveness: the process answers")
+async def healthz() -> HealthOut:
+    return HealthOut(status="ok")
+
+
+@router.get("/readyz", response_model=ReadyOut, tags=["health"],
+            responses={503: {"model": ReadyOut, "description": "loading, or the load failed"}},
+            summary="Readiness: models and index loaded")
+async def readyz(service: ServiceDep) -> Any:
+    if service.status != "ready" or service.pipeline.index is None:
+        message = ("loading models and the index" if service.status == "loading"
+                   else "loading failed; the server log says why")
+        body = ReadyOut(ready=False, status=service.status, message=message)
+        return JSONResponse(body.model_dump(), status_code=503,
+                            headers={"Retry-After": str(service.api.retry_after_s)})
+    idx = service.pipeline.index
+    return ReadyOut(ready=True, status="ready", documents=len(idx.articles), chunks=idx.n_chunks,
+                    embed_model=idx.manifest.embed_model, reader=service.pipeline.reader.name)

@@ -1,0 +1,321 @@
+"""Request and response bodies of the HTTP API (pydantic lives only at this edge).
+
+Response models mirror the core's plain results: :class:`AnswerOut` is exactly
+:meth:`qa.types.Answer.to_dict`, the object ``ask --json`` prints.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from annotated_types import Ge, Le
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from qa.settings import Settings
+from qa.types import Answer, Article
+
+
+def _settings_bounds(name: str) -> tuple[int, int]:
+    """The ``ge``/``le`` bounds a :class:`Settings` field declares, so the API accepts the same range."""
+    lo = hi = None
+    for m in Settings.model_fields[name].metadata:
+        if isinstance(m, Ge):
+            lo = int(m.ge)  # type: ignore[call-overload]
+        elif isinstance(m, Le):
+            hi = int(m.le)  # type: ignore[call-overload]
+    if lo is None or hi is None:
+        raise RuntimeError(f"Settings.{name} declares no ge/le bounds")
+    return lo, hi
+
+
+TOP_K_MIN, TOP_K_MAX = _settings_bounds("top_k")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _valid_unicode(v: str) -> str:
+    # JSON may escape lone surrogates ("\ud800"); such a string cannot be written as UTF-8.
+    if _SURROGATE.search(v):
+        raise ValueError("contains a lone UTF-16 surrogate; send valid Unicode text")
+    return v
+
+
+def _valid_title(v: str) -> str:
+    if _CONTROL.search(v):
+        raise ValueError("must not contain control characters")
+    return v
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+Title = Annotated[str, AfterValidator(_valid_unicode), AfterValidator(_valid_title)]
+ReaderName = Literal["auto", "span", "transformers"]
+
+_QUESTION = "Who is Russia's lead negotiator?"
+_TOP_K_DESC = f"passages the reader sees, {TOP_K_MIN}..{TOP_K_MAX} (default: the server's QA_TOP_K)"
+_READER_DESC = "which reader answers: auto (the server's default), span or transformers"
+
+
+# ---------------------------------------------------------------- requests
+class _Request(BaseModel):
+    """Unknown fields are refused (a typo such as ``topk`` is a 422, not silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AskRequest(_Request):
+    """One question."""
+
+    question: Text = Field(description="the question; at most QA_MAX_QUESTION_CHARS characters")
+    top_k: int | None = Field(default=None, ge=TOP_K_MIN, le=TOP_K_MAX, description=_TOP_K_DESC)
+    reader: ReaderName | None = Field(default=None, description=_READER_DESC)
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"question": _QUESTION}, {"question": _QUESTION, "top_k": 3, "reader": "span"}]}
+    )
+
+
+class AskBatchRequest(_Request):
+    """Several questions answered in one batched pass, in order."""
+
+    questions: list[Text] = Field(min_length=1, description="the questions; at most QA_MAX_BATCH_QUESTIONS")
+    top_k: int | None = Field(default=None, ge=TOP_K_MIN, le=TOP_K_MAX, description=_TOP_K_DESC)
+    reader: ReaderName | None = Field(default=None, description=_READER_DESC)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"questions": [_QUESTION, "When was the second Istanbul round?"], "top_k": 5}]
+        }
+    )
+
+
+class DocumentIn(_Request):
+    """An article to add, or to replace when ``doc_id`` exists."""
+
+    doc_id: Text = Field(description="letters, digits, '.', '-' and '_'; no path separators or '..'")
+    text: Text = Field(description="the article text, kept exactly; at most QA_MAX_DOCUMENT_CHARS characters")
+    title: Title | None = Field(default=None, description="stored as the first line unless the text starts with it")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "doc_id": "zanzibar-summit",
+                    "title": "Zanzibar summit opens",
+                    "text": "The Zanzibar summit opened on 3 March 2031 in Stone Town, the negotiators said.",
+                }
+            ]
+        }
+    )
+
+
+# ---------------------------------------------------------------- responses
+class CitationOut(BaseModel):
+    """Where the answer stands: ``article.text[start:end] == text``."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    context: str = Field(description="the sentence around the cited span")
+
+
+_ANSWER_EXAMPLE: JsonDict = {
+    "question": _QUESTION,
+    "answer": "Vladimir Medinsky",
+    "score": 0.9655,
+    "citations": [
+        {
+            "doc_id": "003_56e07843aefd4aea",
+            "start": 613,
+            "end": 630,
+            "text": "Vladimir Medinsky",
+            "context": "Russia’s lead negotiator, Vladimir Medinsky, confirmed receipt of Ukraine’s draft proposal "
+            "for a ceasefire framework.",
+        }
+    ],
+    "retrieved": ["003_56e07843aefd4aea", "002_2b81b22c40bf866c", "001_a191f6331583f074"],
+    "latency_ms": 631.36,
+}
+
+
+class AnswerOut(BaseModel):
+    """The answer object shared with ``ask --json``: ``answer`` is null when the articles do not answer."""
+
+    question: str
+    answer: str | None
+    score: float = Field(description="confidence in 0..1")
+    citations: list[CitationOut]
+    retrieved: list[str] = Field(description="doc_ids of the retrieved passages, best first")
+    latency_ms: float
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_ANSWER_EXAMPLE]})
+
+    @classmethod
+    def of(cls, answer: Answer) -> AnswerOut:
+        return cls.model_validate(answer.to_dict())
+
+
+class BatchAnswersOut(BaseModel):
+    """Answers in the order of the questions."""
+
+    answers: list[AnswerOut]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"answers": [_ANSWER_EXAMPLE]}]})
+
+
+_SUMMARY_EXAMPLE: JsonDict = {
+    "doc_id": "003_56e07843aefd4aea",
+    "title": "date 2025-06-02 Istanbul: Russian and Ukrainian delegations gathered in Istanbul on Monday ...",
+    "date": "2025-06-02",
+    "chars": 2058,
+}
+
+
+class DocumentSummary(BaseModel):
+    """One article in the index, without its text."""
+
+    doc_id: str
+    title: str
+    date: str | None = Field(description="the first ISO date the article states, if any")
+    chars: int = Field(description="length of the text in characters")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_SUMMARY_EXAMPLE]})
+
+    @classmethod
+    def of(cls, a: Article) -> DocumentSummary:
+        return cls(doc_id=a.doc_id, title=a.title, date=a.date, chars=len(a.text))
+
+
+class DocumentList(BaseModel):
+    """Every article in the index, by doc_id."""
+
+    documents: list[DocumentSummary]
+    count: int
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"documents": [_SUMMARY_EXAMPLE], "count": 1}]})
+
+
+class DocumentOut(DocumentSummary):
+    """One article with its exact text (citation offsets index into ``text``)."""
+
+    sha256: str
+    text: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "doc_id": "zanzibar-summit",
+                    "title": "Zanzibar summit opens",
+                    "date": None,
+                    "chars": 102,
+                    "sha256": "fb86a7c0b6f94851b0a064483db00b390f548b6fa4865eedd490be7b47983569",
+                    "text": "Zanzibar summit opens\nThe Zanzibar summit opened on 3 March 2031 in Stone Town, "
+                    "the negotiators said.",
+                }
+            ]
+        }
+    )
+
+    @classmethod
+    def of(cls, a: Article) -> DocumentOut:
+        return cls(doc_id=a.doc_id, title=a.title, date=a.date, chars=len(a.text), sha256=a.sha256, text=a.text)
+
+
+class DocumentWritten(DocumentSummary):
+    """The stored article after POST /documents; ``replaced`` says whether it existed."""
+
+    sha256: str
+    replaced: bool
+    documents: int = Field(description="articles in the index now")
+    chunks: int = Field(description="chunks in the index now")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "doc_id": "zanzibar-summit",
+                    "title": "Zanzibar summit opens",
+                    "date": None,
+                    "chars": 102,
+                    "sha256": "fb86a7c0b6f94851b0a064483db00b390f548b6fa4865eedd490be7b47983569",
+                    "replaced": False,
+                    "documents": 6,
+                    "chunks": 23,
+                }
+            ]
+        }
+    )
+
+
+class DocumentDeleted(BaseModel):
+    """What DELETE /documents/{doc_id} removed."""
+
+    doc_id: str
+    deleted: bool
+    documents: int = Field(description="articles in the index now")
+    chunks: int = Field(description="chunks in the index now")
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"doc_id": "zanzibar-summit", "deleted": True, "documents": 5, "chunks": 22}]}
+    )
+
+
+class HealthOut(BaseModel):
+    """Liveness: the process answers."""
+
+    status: Literal["ok"]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
+
+class ReadyOut(BaseModel):
+    """Readiness: models and index loaded (503 with ``ready: false`` while loading or after a failed load)."""
+
+    ready: bool
+    status: Literal["loading", "ready", "failed"]
+    documents: int | None = None
+    chunks: int | None = None
+    embed_model: str | None = None
+    reader: str | None = None
+    message: str | None = Field(default=None, description="why the service is not ready")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ready": True,
+                    "status": "ready",
+                    "documents": 5,
+                    "chunks": 22,
+                    "embed_model": "sentence-transformers/all-MiniLM-L6-v2",
+                    "reader": "span",
+                    "message": None,
+                },
+                {"ready": False, "status": "loading", "message": "loading models and the index"},
+            ]
+        }
+    )
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable: invalid_question, document_not_found, ...")
+    message: str = Field(description="one line that says what went wrong and what to do")
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx/5xx answer has this shape."""
+
+    error: ErrorDetail
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"error": {"code": "invalid_question", "message": "the question is empty; ask something, e.g. "
+                           "\"When was the second Istanbul round?\""}}
+            ]
+        }
+    )

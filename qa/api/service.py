@@ -1,0 +1,183 @@
+"""The pipeline behind the HTTP edge: loading, readiness, limits, and model work off the event loop.
+
+Route handlers call these methods and translate results into schemas; the question answering
+itself stays in :class:`qa.pipeline.QAPipeline`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Literal, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from qa.api.auth import check_write_access
+from qa.api.config import ApiSettings
+from qa.api.errors import ApiError
+from qa.documents import validate_doc_id
+from qa.errors import QAError
+from qa.pipeline import QAPipeline
+from qa.read import reader_model_available
+from qa.settings import Settings
+from qa.types import Answer, Article
+
+log = logging.getLogger("qa.api")
+T = TypeVar("T")
+Status = Literal["loading", "ready", "failed"]
+
+
+class Service:
+    """One loaded :class:`QAPipeline` shared by all requests of a server process.
+
+    Questions run concurrently in worker threads; writes are serialised by the pipeline's own
+    lock, and a question asked during a write sees the old or the new index, never a mix.
+    """
+
+    def __init__(self, settings: Settings, api: ApiSettings, pipeline: QAPipeline, bind_host: str = "127.0.0.1",
+                 workers: int = 1, on_loaded: Callable[[Service], None] | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.settings = settings
+        self.api = api
+        self.pipeline = pipeline
+        self.bind_host = bind_host
+        self.workers = workers
+        self.on_loaded = on_loaded
+        self.status: Status = "ready" if pipeline.retriever is not None else "loading"
+        self.failure: str | None = None  # the load error, for the server log and terminal only
+        self._in_flight = 0  # touched only on the event loop thread
+
+    # ------------------------------------------------------------ loading
+    def start(self, tg: anyio.abc.TaskGroup) -> None:
+        """Begin loading in the background (the server answers /healthz meanwhile)."""
+        if self.status == "ready":
+            self._loaded()
+        else:
+            tg.start_soon(self._load)
+
+    async def _load(self) -> None:
+        try:
+            # abandon_on_cancel: a shutdown during a long load does not wait for it
+            await anyio.to_thread.run_sync(self._load_blocking, abandon_on_cancel=True)
+        except QAError as e:
+            self.status, self.failure = "failed", str(e)
+            log.error("cannot load the pipeline: %s", e)
+        except Exception as e:
+            self.status, self.failure = "failed", f"{type(e).__name__}: {e}"
+            log.exception("cannot load the pipeline")
+        else:
+            self.status = "ready"
+        self._loaded()
+
+    def _load_blocking(self) -> None:
+        self.pipeline.load(self.settings.corpus_dir, notify=log.info)
+
+    def _loaded(self) -> None:
+        if self.status == "ready":
+            log.info("ready: %s", self.describe())
+        if self.on_loaded is not None:
+            self.on_loaded(self)
+
+    def describe(self) -> str:
+        """One line: what is loaded."""
+        idx = self.pipeline.index
+        if self.status != "ready" or idx is None:
+            return self.status
+        return (f"{len(idx.articles)} articles, {idx.n_chunks} chunks, embedding model {idx.manifest.embed_model}, "
+                f"reader {self.pipeline.reader.name}")
+
+    def ready_pipeline(self) -> QAPipeline:
+        """The loaded pipeline; 503 while loading or after a failed load."""
+        if self.status != "ready":
+            message = ("the service is still loading its models and index; retry shortly" if self.status == "loading"
+                       else "the service failed to load its models or index; the server log says why")
+            raise ApiError(503, "not_ready", message, headers={"Retry-After": str(self.api.retry_after_s)})
+        return self.pipeline
+
+    # ------------------------------------------------------------ running model work
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` in a worker thread, so the event loop keeps answering (e.g. /healthz).
+
+        At most ``max_concurrent_requests`` calls are in flight; beyond that a 503 asks the
+        client to come back rather than queueing without bound.
+        """
+        if self._in_flight >= self.api.max_concurrent_requests:
+            raise ApiError(503, "busy", f"the server is busy ({self._in_flight} requests in progress); retry shortly",
+                           headers={"Retry-After": str(self.api.retry_after_s)})
+        self._in_flight += 1
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+        finally:
+            self._in_flight -= 1
+
+    # ------------------------------------------------------------ questions
+    def _check_reader(self, reader: str | None) -> None:
+        """422 for a reader this server cannot run (the core's message would name its model folder)."""
+        if reader == "transformers" and not reader_model_available(self.settings.reader_model):
+            raise ApiError(422, "reader_unavailable", "reader 'transformers' is not available on this server "
+                           "(no QA model installed); use reader 'span' or leave reader out")
+
+    def _log_questions(self, questions: list[str]) -> None:
+        if self.api.log_questions:
+            limit = self.settings.max_question_chars
+            for q in questions:  # an over-long question (refused next) is cut, not logged whole
+                log.info("question: %r%s", q[:limit], " (cut)" if len(q) > limit else "")
+
+    async def ask(self, question: str, top_k: int | None, reader: str | None) -> Answer:
+        pipeline = self.ready_pipeline()
+        self._check_reader(reader)
+        self._log_questions([question])
+        return await self.run(pipeline.ask, question, top_k, reader)
+
+    async def ask_batch(self, questions: list[str], top_k: int | None, reader: str | None) -> list[Answer]:
+        pipeline = self.ready_pipeline()
+        limit = self.api.max_batch_questions
+        if len(questions) > limit:
+            raise ApiError(422, "batch_too_large",
+                           f"the batch has {len(questions)} questions; the limit is {limit} (QA_MAX_BATCH_QUESTIONS)")
+        self._check_reader(reader)
+        self._log_questions(questions)
+        return await self.run(pipeline.ask_batch, questions, top_k, reader)
+
+    # ------------------------------------------------------------ documents
+    def documents(self) -> list[Article]:
+        return self.ready_pipeline().documents()
+
+    def document(self, doc_id: str) -> Article:
+        """One article; 422 for an unsafe doc_id, 404 for an unknown one.
+
+        An indexed article is found by its id as listed, even one the write rules would refuse
+        (``sub/a`` from a nested corpus folder): reading is a lookup, never a file path.
+        """
+        pipeline = self.ready_pipeline()
+        index = pipeline.index
+        if index is not None and doc_id in index.articles:
+            return index.articles[doc_id]
+        validate_doc_id(doc_id, self.settings.max_doc_id_chars)
+        return pipeline.document(doc_id)
+
+    def counts(self) -> tuple[int, int]:
+        """(articles, chunks) in the current index."""
+        idx = self.ready_pipeline().index
+        return (len(idx.articles), idx.n_chunks) if idx is not None else (0, 0)
+
+    def authorize_write(self, credentials: str | None) -> None:
+        check_write_access(credentials, self.api.api_token, self.bind_host, self.workers)
+
+    async def add_document(self, doc_id: str, text: str, title: str | None) -> tuple[Article, bool]:
+        pipeline = self.ready_pipeline()
+        limit = self.settings.max_document_chars
+        # 413 here (the core's own check is a plain InvalidDocument); the title counts: it is stored as a first line
+        size = len(text) + (len(title) + 1 if title is not None else 0)
+        if size > limit:
+            raise ApiError(413, "document_too_large",
+                           f"the title and text have {size} characters; the limit is {limit} (QA_MAX_DOCUMENT_CHARS)")
+        return await self.run(pipeline.add_document, doc_id, text, title)
+
+    async def delete_document(self, doc_id: str) -> None:
+        pipeline = self.ready_pipeline()
+        await self.run(pipeline.delete_document, doc_id)

@@ -1,0 +1,58 @@
+"""Questions over HTTP return exactly the answer object of ``ask --json``."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from qa.pipeline import QAPipeline
+from tests.api.conftest import ZANZIBAR_ID, ZANZIBAR_QUESTION, ZANZIBAR_TEXT, make_client, make_pipeline
+
+NEGOTIATOR = "Who is Russia's lead negotiator?"
+
+
+def _without_latency(d: dict) -> dict:  # type: ignore[type-arg]
+    return {k: v for k, v in d.items() if k != "latency_ms"}
+
+
+def test_post_ask_returns_the_answer_object_of_ask_json(client: TestClient, shared_pipeline: QAPipeline) -> None:
+    r = client.post("/ask", json={"question": NEGOTIATOR})
+    assert r.status_code == 200
+    expected = shared_pipeline.ask(NEGOTIATOR).to_dict()
+    assert list(r.json()) == list(expected)  # same keys, same order
+    assert _without_latency(r.json()) == _without_latency(expected)
+    assert r.json()["answer"] is None and r.json()["retrieved"]  # the scripted reader knows nothing of this
+
+
+def test_get_ask_equals_post_ask(client: TestClient) -> None:
+    post = client.post("/ask", json={"question": NEGOTIATOR, "top_k": 3, "reader": "auto"})
+    get = client.get("/ask", params={"q": NEGOTIATOR, "top_k": 3, "reader": "auto"})
+    assert get.status_code == 200
+    assert _without_latency(get.json()) == _without_latency(post.json())
+
+
+def test_top_k_reaches_the_retriever(client: TestClient) -> None:
+    one = client.get("/ask", params={"q": NEGOTIATOR, "top_k": 1}).json()
+    many = client.get("/ask", params={"q": NEGOTIATOR, "top_k": 10}).json()
+    assert len(one["retrieved"]) == 1 < len(many["retrieved"])
+
+
+def test_batch_answers_in_order(client: TestClient, shared_pipeline: QAPipeline) -> None:
+    questions = [NEGOTIATOR, "Where were the talks held?", "How many drones did Russia launch?"]
+    r = client.post("/ask/batch", json={"questions": questions, "top_k": 4})
+    assert r.status_code == 200
+    answers = r.json()["answers"]
+    assert [a["question"] for a in answers] == questions
+    expected = [a.to_dict() for a in shared_pipeline.ask_batch(questions, 4)]
+    assert [_without_latency(a) for a in answers] == [_without_latency(e) for e in expected]
+
+
+def test_an_answer_cites_exact_offsets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    p = make_pipeline(tmp_path)
+    p.add_document(ZANZIBAR_ID, ZANZIBAR_TEXT)
+    with make_client(p) as c:
+        a = c.post("/ask", json={"question": ZANZIBAR_QUESTION}).json()
+        assert a["answer"] == "3 March 2031"
+        cite = a["citations"][0]
+        text = c.get(f"/documents/{cite['doc_id']}").json()["text"]
+        assert text[cite["start"] : cite["end"]] == cite["text"] == "3 March 2031"
+        assert "Zanzibar summit opened" in cite["context"]

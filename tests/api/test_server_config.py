@@ -1,0 +1,49 @@
+"""``serve`` arguments and the worker app factory (no server started)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qa.api import server
+from qa.api.auth import is_loopback
+from qa.settings import Settings
+
+
+@pytest.fixture
+def restore_api_logger() -> Iterator[None]:
+    logger = logging.getLogger("qa.api")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+@pytest.mark.parametrize("kwargs", [{"workers": 0}, {"port": 70000}])
+def test_serve_refuses_bad_arguments(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        server.serve(Settings(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_app_factory_rebuilds_the_settings_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_api_logger: None
+) -> None:
+    s = Settings(index_dir=tmp_path / "idx", corpus_dir=tmp_path / "corpus", top_k=7)
+    monkeypatch.setenv(server.ENV_SETTINGS, s.model_dump_json())
+    monkeypatch.setenv(server.ENV_HOST, "0.0.0.0")
+    monkeypatch.setenv(server.ENV_WORKERS, "3")
+    monkeypatch.setenv("QA_TOP_K", "2")  # the settings serve() was given win over the environment
+    app = server.app_factory()
+    service = app.state.service
+    assert service.settings.index_dir == tmp_path / "idx" and service.settings.top_k == 7
+    assert service.bind_host == "0.0.0.0" and service.workers == 3
+    assert service.status == "loading"  # nothing loads before the app starts
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                                ("[::1]", True), ("127.9.9.9", True), ("0.0.0.0", False),
+                                                ("::", False), ("10.0.0.1", False), ("myhost", False), ("", False)])
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
