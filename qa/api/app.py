@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from qa import __version__
@@ -22,6 +22,9 @@ from qa.pipeline import QAPipeline
 from qa.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"  # Swagger UI, so /docs works offline
+PAGE_DIR = STATIC_DIR / "page"  # the question page at /: plain HTML, CSS and JavaScript, no build step
+# The page loads nothing from other hosts; the browser enforces it.
+PAGE_CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 DESCRIPTION = """\
 Extractive question answering over a folder of news articles: every answer is a span of an
 article, cited by `doc_id` and character offsets (`text[start:end]`).
@@ -74,10 +77,20 @@ def create_app(
     app.state.service = service
     install_error_handlers(app)
     app.include_router(router)
+    _add_page(app)
     _add_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)  # added last: outermost, so it sees every answer
     return app
+
+
+def _add_page(app: FastAPI) -> None:
+    """The question page at / and its files under /page/."""
+    app.mount("/page", StaticFiles(directory=PAGE_DIR), name="page")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(PAGE_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP})
 
 
 def _add_docs(app: FastAPI) -> None:
