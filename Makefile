@@ -25,7 +25,7 @@ ask: $(STAMP)
 	@$(BIN)/ask "$(Q)"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check qa tests

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from qa.corpus import ARTICLE_SUFFIXES
@@ -89,17 +92,57 @@ def write_article(corpus_dir: Path, doc_id: str, text: str) -> Path:
     return path
 
 
-def delete_article(corpus_dir: Path, doc_id: str) -> bool:
-    """Remove the article file durably; False if there was none."""
+@dataclass(frozen=True)
+class Previous:
+    """An article file's content before a write, kept under a hidden name the corpus loader skips."""
+
+    path: Path
+    kept: Path
+
+
+def keep_previous(corpus_dir: Path, doc_id: str) -> Previous | None:
+    """Keep the current file of ``doc_id`` (a hard link: no data copied, so it works on a full
+    disk) until the write is known to have succeeded; None if there is no file."""
     path = article_path(corpus_dir, doc_id)
     if not path.is_file():
-        return False
-    path.unlink()
-    fd = os.open(corpus_dir, os.O_RDONLY)
+        return None
+    kept = path.with_name(f".{path.name}.{uuid.uuid4().hex}.prev")
+    try:
+        os.link(path, kept)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(path, kept)
+    return Previous(path, kept)
+
+
+def restore_previous(corpus_dir: Path, doc_id: str, previous: Previous | None) -> None:
+    """Undo a write or delete whose index update failed: the old file back, or the new one gone."""
+    if previous is not None:
+        os.replace(previous.kept, previous.path)
+    else:
+        article_path(corpus_dir, doc_id).unlink(missing_ok=True)
+    _fsync_dir(corpus_dir)
+
+
+def discard_previous(previous: Previous | None) -> None:
+    if previous is not None:
+        previous.kept.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     except OSError:
         pass
     finally:
         os.close(fd)
+
+
+def delete_article(corpus_dir: Path, doc_id: str) -> bool:
+    """Remove the article file durably; False if there was none."""
+    path = article_path(corpus_dir, doc_id)
+    if not path.is_file():
+        return False
+    path.unlink()
+    _fsync_dir(corpus_dir)
     return True

@@ -13,6 +13,9 @@ from qa.corpus import load_corpus, make_article
 from qa.documents import (
     compose_text,
     delete_article,
+    discard_previous,
+    keep_previous,
+    restore_previous,
     validate_doc_id,
     validate_text,
     validate_title,
@@ -241,11 +244,21 @@ class QAPipeline:
         with self._write_lock:
             current = self._loaded_index()
             replaced = doc_id in current.articles
-            path = write_article(self.corpus_dir, doc_id, stored)
-            article = make_article(doc_id, stored, str(path))
-            articles = dict(current.articles)
-            articles[doc_id] = article
-            self.set_index(self.build([articles[d] for d in sorted(articles)], previous=current))
+            # A failed index update (a full disk) puts the old file back: an error answer means
+            # nothing changed. A crash (no exception handler runs) leaves the new file, which the
+            # next start indexes.
+            previous = keep_previous(self.corpus_dir, doc_id)
+            try:
+                path = write_article(self.corpus_dir, doc_id, stored)
+                article = make_article(doc_id, stored, str(path))
+                articles = dict(current.articles)
+                articles[doc_id] = article
+                self.set_index(self.build([articles[d] for d in sorted(articles)], previous=current))
+            except Exception:
+                restore_previous(self.corpus_dir, doc_id, previous)
+                raise
+            finally:
+                discard_previous(previous)
         return article, replaced
 
     def delete_document(self, doc_id: str) -> None:
@@ -257,6 +270,13 @@ class QAPipeline:
                 raise DocumentNotFound(f"no article with doc_id {doc_id!r}")
             if len(current.articles) == 1:
                 raise InvalidDocument(f"{doc_id!r} is the last article; an index needs at least one")
-            delete_article(self.corpus_dir, doc_id)
-            rest = [current.articles[d] for d in sorted(current.articles) if d != doc_id]
-            self.set_index(self.build(rest, previous=current))
+            previous = keep_previous(self.corpus_dir, doc_id)
+            try:
+                delete_article(self.corpus_dir, doc_id)
+                rest = [current.articles[d] for d in sorted(current.articles) if d != doc_id]
+                self.set_index(self.build(rest, previous=current))
+            except Exception:
+                restore_previous(self.corpus_dir, doc_id, previous)
+                raise
+            finally:
+                discard_previous(previous)

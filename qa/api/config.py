@@ -28,7 +28,13 @@ class ApiSettings(BaseSettings):
         default=8 * 1024 * 1024, ge=1024, description="request bodies larger than this are refused with 413"
     )
     max_concurrent_requests: int = Field(
-        default=8, ge=1, description="questions and writes in flight at once; more are refused with 503"
+        default=8, ge=1, description="questions in flight at once (writes run one at a time); more wait in a queue"
+    )
+    max_queued_requests: int = Field(
+        default=32, ge=0, description="questions, and writes, that may wait for their turn; more are refused with 503"
+    )
+    queue_timeout_s: float = Field(
+        default=1.0, ge=0.0, description="longest a question waits for a slot before a 503 (with Retry-After)"
     )
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 busy and not-ready answers")
 

@@ -7,6 +7,7 @@ generic 500; the details (and the traceback) go to the server log only.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,6 +33,9 @@ log = logging.getLogger("qa.api")
 
 UNAVAILABLE_MESSAGE = "the service cannot answer right now (index or model unavailable); the server log says why"
 INTERNAL_MESSAGE = "internal error; the server log has the details"
+DISK_FULL_MESSAGE = "the server's disk is full; nothing was changed; retry once space has been freed"
+STORAGE_MESSAGE = "the server cannot write its files right now; nothing was changed; the server log says why"
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class ApiError(Exception):
@@ -118,6 +122,18 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail), exc.headers)
 
 
+def _os_error(request: Request, exc: Exception) -> JSONResponse:
+    """A failed file write (a write rolls itself back first): 507 for a full disk, else 503.
+
+    The OS message names server paths, so it goes to the log only.
+    """
+    assert isinstance(exc, OSError)
+    log.error("%s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    if exc.errno in _DISK_FULL:
+        return error_response(507, "insufficient_storage", DISK_FULL_MESSAGE)
+    return error_response(503, "storage_unavailable", STORAGE_MESSAGE)
+
+
 def _internal(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s: unhandled %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
     return error_response(500, "internal_error", INTERNAL_MESSAGE)
@@ -129,4 +145,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QAError, _qa_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OSError, _os_error)
     app.add_exception_handler(Exception, _internal)

@@ -74,6 +74,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "the body or the article text is over its limit",
         422: "invalid input (empty or over-long question, top_k out of range, unknown reader, bad doc_id, ...)",
         503: "still loading, busy, or the index or a model is unavailable",
+        507: "the server's disk is full; the write was not applied",
     }
     return {s: {"model": ErrorOut, "description": descriptions[s]} for s in statuses}
 
@@ -125,7 +126,7 @@ async def get_document(doc_id: str, service: ServiceDep) -> DocumentOut:
 @router.post("/documents", response_model=DocumentWritten, status_code=201, tags=["documents"],
              dependencies=[Depends(require_writer)],
              responses={200: {"model": DocumentWritten, "description": "an existing article was replaced"},
-                        **_errors(400, 401, 403, 413, 422, 503)},
+                        **_errors(400, 401, 403, 413, 422, 503, 507)},
              summary="Add an article (201) or replace one (200)")
 async def add_document(body: DocumentIn, service: ServiceDep, response: Response) -> DocumentWritten:
     """The article is on disk (fsynced) before this answers, and searchable in the index."""
@@ -138,7 +139,7 @@ async def add_document(body: DocumentIn, service: ServiceDep, response: Response
 
 
 @router.delete("/documents/{doc_id:any_text}", response_model=DocumentDeleted, tags=["documents"],
-               dependencies=[Depends(require_writer)], responses=_errors(401, 403, 404, 422, 503),
+               dependencies=[Depends(require_writer)], responses=_errors(401, 403, 404, 422, 503, 507),
                summary="Delete an article")
 async def delete_document(doc_id: str, service: ServiceDep) -> DocumentDeleted:
     await service.delete_document(doc_id)

