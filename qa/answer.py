@@ -39,8 +39,8 @@ def assemble(
     seen: set[tuple[str, int, int]] = set()
     citations = []
     for s in best:
-        if (s.doc_id, s.start, s.end) in seen:
-            continue
+        if any(d == s.doc_id and s.start < e and b < s.end for d, b, e in seen):
+            continue  # an overlapping span of the same place ("Medinsky" / "Medinsky,") is one citation
         seen.add((s.doc_id, s.start, s.end))
         art = articles.get(s.doc_id)
         if art is not None:

@@ -49,3 +49,16 @@ def test_abstains_below_threshold_and_keeps_passages() -> None:
 def test_threshold_zero_is_respected() -> None:
     r = Reading([_span(A, "Istanbul", 0.01)], 0.99)
     assert assemble("q", r, _hits(), ARTS, 0.0, 5).text == "Istanbul"
+
+
+def test_overlapping_spans_of_one_place_are_one_citation() -> None:
+    r = Reading([_span(A, "June 2", 0.9), _span(A, "June 2 again", 0.8)], 0.1)
+    r = Reading(
+        [
+            r.spans[0],
+            Span("a", r.spans[0].start, r.spans[0].end + 1, A.text[r.spans[0].start : r.spans[0].end + 1], 0.8),
+        ],
+        0.1,
+    )
+    ans = assemble("When?", r, _hits(), ARTS, 0.5, 5)
+    assert len(ans.citations) == 1
