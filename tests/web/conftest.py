@@ -6,17 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.api.test_server import Server, _free_port
 from tests.conftest import SEEDS
 
 QA_BIN = Path(sys.executable).with_name("qa")
@@ -36,21 +35,6 @@ def _browser_paths() -> tuple[str, str] | None:
     driver = shutil.which("chromedriver") or shutil.which("chromedriver", path="/usr/bin")  # Debian's, off PATH
     return (chromium, driver) if chromium and driver else None
 
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
