@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     reader_stride: int = Field(default=96, ge=0)
     reader_n_best: int = Field(default=20, ge=1)
     max_answer_tokens: int = Field(default=30, ge=1)
+    reader_type_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="logits taken from a QA-model span whose type does not fit the question (a date for "
+        "'how long'); 0 turns answer typing off",
+    )
     no_answer_margin: float = 3.5  # chosen on the held-out SQuAD titles (see qa/models/reader/README.md)
     abstain_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="answers scoring below this are withheld")
     max_citations: int = Field(default=5, ge=1)

@@ -32,6 +32,8 @@ import torch
 log = logging.getLogger("qa.train")
 
 CHECKPOINT_DIR = "checkpoint"
+# Answer-type weights (logits) swept on validation together with the no-answer margin.
+TYPE_WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
 SQUAD_CITATION = (
     'Rajpurkar, Zhang, Lopyrev, Liang (2016), "SQuAD: 100,000+ Questions for Machine '
     'Comprehension of Text"; Rajpurkar, Jia, Liang (2018), "Know What You Don\'t Know: '
@@ -230,13 +232,16 @@ def evaluate_closed(
     max_length: int,
     stride: int,
     margins: Sequence[float],
+    type_weights: Sequence[float] = (0.0,),
 ) -> dict[str, Any]:
     """Closed-mode SQuAD v2 score: each question reads only its own paragraph.
 
-    The reader is run once with margin 0; predictions for every margin in ``margins`` are
-    derived from the raw score gap (best span logit sum minus the minimum null logit sum).
+    The reader runs once; predictions for every no-answer margin in ``margins`` and every
+    answer-type weight in ``type_weights`` are derived from its n-best logits, their type fit
+    and the minimum null logit. The best pair is the one with the highest overall F1.
     """
-    from qa.read.transformers_reader import TransformersReader
+    from qa.read.answer_types import AnswerTyper
+    from qa.read.transformers_reader import ScoredQuestion, TransformersReader
     from qa.settings import Settings
     from qa.squad_metrics import squad_v2_scores
     from qa.types import Chunk, Hit
@@ -245,36 +250,38 @@ def evaluate_closed(
         reader_model=str(model_dir), reader_max_length=max_length, reader_stride=stride,
         no_answer_margin=0.0,
     )
-    reader = TransformersReader(settings)
+    typed = any(w > 0 for w in type_weights)
+    reader = TransformersReader(settings, typer=AnswerTyper() if typed else None)
     reader.load()
-    best_text: list[str] = []
-    gaps: list[float] = []
+    scored: list[ScoredQuestion] = []
     t0 = time.perf_counter()
     for ex in examples:
         chunk = Chunk(doc_id=f"{ex.title}/{ex.paragraph}", start=0, end=len(ex.context), text=ex.context)
-        scored = reader.score_batch([ex.question], [[Hit(chunk=chunk, score=1.0)]])[0]
-        if scored.candidates:
-            top = scored.candidates[0]
-            best_text.append(top.text)
-            gaps.append(top.logit - scored.min_null)
-        else:
-            best_text.append("")
-            gaps.append(-math.inf)
+        scored.append(reader.score_batch([ex.question], [[Hit(chunk=chunk, score=1.0)]])[0])
     seconds = time.perf_counter() - t0
     golds = [[a[0] for a in ex.answers] for ex in examples]
 
-    def at(margin: float) -> dict[str, float]:
-        preds = [t if g >= margin else "" for t, g in zip(best_text, gaps, strict=True)]
+    def at(margin: float, weight: float = 0.0) -> dict[str, float]:
+        preds = []
+        for sq in scored:
+            top = max(sq.candidates, key=lambda c: c.adjusted(weight), default=None)
+            ok = top is not None and top.adjusted(weight) - sq.min_null >= margin
+            preds.append(top.text if top is not None and ok else "")
         return squad_v2_scores(preds, golds)
 
-    sweep = {f"{m:g}": at(m) for m in margins}
-    best_margin = max(margins, key=lambda m: (sweep[f"{m:g}"]["f1"], -abs(m)))
+    grid = {f"{w:g}": {f"{m:g}": at(m, w) for m in margins} for w in type_weights}
+    best_w, best_m = max(
+        ((w, m) for w in type_weights for m in margins),
+        key=lambda wm: (grid[f"{wm[0]:g}"][f"{wm[1]:g}"]["f1"], -abs(wm[1]), -wm[0]),
+    )
     return {
         "n_questions": len(examples),
-        "best_margin": best_margin,
-        "at_best_margin": sweep[f"{best_margin:g}"],
+        "best_margin": best_m,
+        "best_type_weight": best_w,
+        "at_best_margin": grid[f"{best_w:g}"][f"{best_m:g}"],
         "at_margin_0": at(0.0),
-        "sweep": sweep,
+        "sweep": {f"{m:g}": at(m) for m in margins},
+        "type_sweep": grid,
         "latency_ms_per_question": 1000.0 * seconds / max(1, len(examples)),
     }
 
@@ -331,16 +338,20 @@ def write_model_card(out: Path, info: dict[str, Any], metrics: dict[str, Any] | 
         lines.append("Not evaluated yet.")
     else:
         b, z = metrics["at_best_margin"], metrics["at_margin_0"]
+        w = metrics.get("best_type_weight", 0.0)
+        untyped_m = max(metrics["sweep"], key=lambda k: (metrics["sweep"][k]["f1"], -abs(float(k))))
+        rows = [(f"{metrics['best_margin']:g} | {w:g} (chosen)", b),
+                (f"{untyped_m} | 0", metrics["sweep"][untyped_m]), ("0 | 0", z)]
         lines += [
-            "| margin | EM | F1 | HasAns EM | HasAns F1 | NoAns acc |",
-            "|---|---|---|---|---|---|",
+            "| margin | type weight | EM | F1 | HasAns EM | HasAns F1 | NoAns acc |",
+            "|---|---|---|---|---|---|---|",
             *(
                 f"| {name} | {m['exact']:.3f} | {m['f1']:.3f} | {m['HasAns_exact']:.3f} | "
                 f"{m['HasAns_f1']:.3f} | {m['NoAns_acc']:.3f} |"
-                for name, m in ((f"{metrics['best_margin']:g} (chosen)", b), ("0", z))
+                for name, m in rows
             ),
             "",
-            f"Chosen no-answer margin: `QA_NO_ANSWER_MARGIN={metrics['best_margin']:g}` "
+            f"Chosen: `QA_NO_ANSWER_MARGIN={metrics['best_margin']:g}`, `QA_READER_TYPE_WEIGHT={w:g}` "
             "(best overall F1 in a sweep over validation). Reader latency: "
             f"{metrics['latency_ms_per_question']:.1f} ms per question on CPU.",
         ]
@@ -378,13 +389,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _eval_and_card(args: argparse.Namespace, val: Sequence[QAExample]) -> dict[str, Any]:
     margins = [x / 2 for x in range(-8, 9)]
-    metrics = evaluate_closed(args.out, val, args.max_length, args.stride, margins)
+    metrics = evaluate_closed(args.out, val, args.max_length, args.stride, margins, TYPE_WEIGHTS)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     info = json.loads((args.out / "train_info.json").read_text(encoding="utf-8"))
     write_model_card(args.out, info, metrics)
     b = metrics["at_best_margin"]
-    log.info("validation: best margin %g  F1 %.3f EM %.3f HasAns F1 %.3f NoAns acc %.3f",
-             metrics["best_margin"], b["f1"], b["exact"], b["HasAns_f1"], b["NoAns_acc"])
+    log.info("validation: best margin %g type weight %g  F1 %.3f EM %.3f HasAns F1 %.3f NoAns acc %.3f",
+             metrics["best_margin"], metrics["best_type_weight"], b["f1"], b["exact"], b["HasAns_f1"], b["NoAns_acc"])
     return metrics
 
 

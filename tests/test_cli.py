@@ -82,3 +82,10 @@ def test_search_and_status(index_dir: Path) -> None:
     assert r.stdout.count("rrf") == 3
     r = _run(["qa", "index", "status"], index_dir)
     assert r.returncode == 0 and "up to date" in r.stdout
+
+
+def test_train_reader_help_and_usage_errors(tmp_path: Path) -> None:
+    r = _run(["qa", "train-reader", "--help"], tmp_path)
+    assert r.returncode == 0 and "usage: qa train-reader" in r.stdout and "--data" in r.stdout
+    r = _run(["qa", "train-reader"], tmp_path)
+    assert r.returncode == 2 and "--data" in r.stderr and "Traceback" not in r.stderr

