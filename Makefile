@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 
-.PHONY: ask test test-all lint index serve bench clean
+.PHONY: ask test test-all lint audit index serve bench clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -28,8 +28,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check qa tests
-	$(BIN)/mypy qa
+	$(BIN)/ruff check qa tests tools
+	$(BIN)/mypy qa tools
+
+# Known vulnerabilities of the installed packages, from PyPI's advisories (tools/audit_deps.py).
+audit: $(STAMP)
+	$(BIN)/python tools/audit_deps.py
 
 index: $(STAMP)
 	$(BIN)/qa index build seeds/

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     reader_model: str = str(PACKAGED_READER_DIR)
     reader_max_length: int = Field(default=256, ge=32)
     reader_stride: int = Field(default=96, ge=0)
+    reader_precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description="arithmetic of the QA model's forward pass on CPU: fp32, or bf16 autocast (faster where the "
+        "CPU has bf16 instructions; dynamic int8 was measured and rejected: a third of the answers changed)",
+    )
     reader_n_best: int = Field(default=20, ge=1)
     max_answer_tokens: int = Field(default=30, ge=1)
     reader_type_weight: float = Field(

@@ -133,6 +133,7 @@ class TransformersReader:
         self._tokenizer = tokenizer
         self._model = model.float().eval()
 
+
     def read(self, question: str, hits: Sequence[Hit]) -> Reading:
         """Candidate spans for one question (wraps :meth:`read_batch`)."""
         return self.read_batch([question], [list(hits)])[0]
@@ -191,7 +192,8 @@ class TransformersReader:
             return_tensors="pt",
         )
         inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-        with torch.inference_mode():
+        bf16 = s.reader_precision == "bf16"
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = self._model(**inputs)
         start_logits = out.start_logits.float()
         end_logits = out.end_logits.float()
