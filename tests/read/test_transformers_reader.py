@@ -213,3 +213,15 @@ def test_packaged_reader_answers_and_abstains() -> None:
     assert answered.spans[0].text == "1889"
     assert answered.spans[0].score > 0.5
     assert unanswerable.no_answer > answered.no_answer
+
+
+def test_bf16_precision_reads_the_same_spans(tiny_model_dir: Path) -> None:
+    fp32 = make_reader(tiny_model_dir)
+    bf16 = make_reader(tiny_model_dir, reader_precision="bf16")
+    assert_round_trip(NON_ASCII, bf16.read("Which café?", [hit(NON_ASCII)]))  # the real bf16 forward pass
+    for reader in (fp32, bf16):
+        reader._model = peak_at(reader, "“", "”", cls=2.0)
+    a, b = fp32.read("Which café?", [hit(NON_ASCII)]), bf16.read("Which café?", [hit(NON_ASCII)])
+    assert_round_trip(NON_ASCII, b)
+    assert (b.spans[0].start, b.spans[0].end) == (a.spans[0].start, a.spans[0].end)
+    assert abs(b.spans[0].score - a.spans[0].score) < 0.01
