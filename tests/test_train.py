@@ -1,0 +1,92 @@
+"""`qa train-reader` on a tiny random model and a tiny SQuAD file: resumes, seeds, card, selection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from qa.train import expected_f1, load_squad, main, split_titles
+from tests.conftest import make_tiny_qa_model
+
+CONTEXT = "The Ciragan Palace stands on the Bosphorus in Istanbul. Talks there lasted about an hour."
+
+
+def _squad(path: Path) -> Path:
+    data = []
+    for t in range(4):
+        qas = [
+            {"id": f"{t}-a", "question": "Where does the palace stand?", "is_impossible": False,
+             "answers": [{"text": "on the Bosphorus", "answer_start": CONTEXT.index("on the Bosphorus")}]},
+            {"id": f"{t}-b", "question": "How long did the talks last?", "is_impossible": False,
+             "answers": [{"text": "about an hour", "answer_start": CONTEXT.index("about an hour")}]},
+            {"id": f"{t}-c", "question": "Who won the cup?", "is_impossible": True, "answers": []},
+        ]
+        data.append({"title": f"Title_{t}", "paragraphs": [{"context": CONTEXT, "qas": qas}]})
+    path.write_text(json.dumps({"version": "v2.0", "data": data}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("train")
+    return make_tiny_qa_model(d / "base"), _squad(d / "squad.json")
+
+
+def _train(base: Path, data: Path, out: Path, *extra: str) -> int:
+    return main(["--data", str(data), "--out", str(out), "--base-model", str(base), "--batch-size", "2",
+                 "--max-length", "48", "--stride", "16", "--val-title", "Title_3", "--checkpoint-every", "1",
+                 "--threads", "1", *extra])
+
+
+def test_trains_resumes_and_writes_a_card(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    base, data = tiny
+    out = tmp_path / "reader"
+    assert _train(base, data, out, "--max-steps", "2", "--no-eval") == 0
+    assert json.loads((out / "train_info.json").read_text())["steps"] == 2
+    # Pretend the run was stopped at step 2 of 3: the next run resumes there rather than starting again.
+    state_path = out / "checkpoint" / "state.pt"
+    state = torch.load(state_path, weights_only=False)
+    assert state["step"] == 2
+    state["plan"].update(total=3, requested=3)
+    torch.save(state, state_path)
+    assert _train(base, data, out, "--max-steps", "3") == 0
+    info = json.loads((out / "train_info.json").read_text())
+    assert info["steps"] == 3 and info["val_titles"] == ["Title_3"] and "Title_3" not in info["train_titles"]
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}  # noqa: SIM118 (safe_open is not iterable)
+    card = (out / "README.md").read_text()
+    assert "license: cc-by-sa-4.0" in card and "Rajpurkar" in card and "QA_NO_ANSWER_MARGIN=" in card
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_questions"] == 3 and metrics["no_answer_prior"] == 0.2
+    chosen = metrics["type_sweep"][f"{metrics['best_type_weight']:g}"][f"{metrics['best_margin']:g}"]
+    assert metrics["objective_at_best"] == pytest.approx(expected_f1(chosen, 0.2))
+    assert all(expected_f1(r, 0.2) <= metrics["objective_at_best"] + 1e-12
+               for row in metrics["type_sweep"].values() for r in row.values())
+
+
+def test_same_seed_same_weights(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    base, data = tiny
+    tensors = []
+    for run in ("a", "b"):
+        assert _train(base, data, tmp_path / run, "--max-steps", "2", "--no-eval") == 0
+        with safe_open(str(tmp_path / run / "model.safetensors"), "pt") as f:
+            tensors.append(f.get_tensor("qa_outputs.weight"))
+    assert bool((tensors[0] == tensors[1]).all())
+
+
+def test_split_is_by_title_and_checked(tiny: tuple[Path, Path]) -> None:
+    articles = load_squad([tiny[1]])
+    assert [len(a.examples) for a in articles] == [3, 3, 3, 3]
+    train, val = split_titles([a.title for a in articles], 0.25, seed=1)
+    assert len(val) == 1 and not set(train) & set(val)
+    with pytest.raises(ValueError, match="not in the data"):
+        split_titles(["A"], 0.25, 1, ["B"])
+
+
+def test_expected_f1_weights_the_two_kinds_of_question() -> None:
+    assert expected_f1({"HasAns_f1": 0.6, "NoAns_acc": 0.4}, 0.2) == pytest.approx(0.56)
+    assert expected_f1({"HasAns_f1": 0.6, "NoAns_acc": 0.4}, 0.0) == pytest.approx(0.6)
