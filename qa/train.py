@@ -35,6 +35,8 @@ CHECKPOINT_DIR = "checkpoint"
 # Share of unanswerable questions the product expects (the hand-written test set's specification:
 # at least 12 of at least 60 questions); SQuAD v2 validation has about 43%.
 NO_ANSWER_PRIOR = 0.2
+# Validation differences smaller than this are noise (1,867 questions: one question is 0.0005).
+SELECTION_TOLERANCE = 0.005
 # Answer-type weights (logits) swept on validation together with the no-answer margin.
 TYPE_WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
 SQUAD_CITATION = (
@@ -247,10 +249,11 @@ def evaluate_closed(
 
     The reader runs once; predictions for every no-answer margin in ``margins`` and every
     answer-type weight in ``type_weights`` are derived from its n-best logits, their type fit
-    and the minimum null logit. The best pair maximises the F1 expected where a share
+    and the minimum null logit. The chosen pair maximises the F1 expected where a share
     ``no_answer_prior`` of the questions is unanswerable,
-    ``(1 - prior) * HasAns F1 + prior * NoAns accuracy``; None takes the validation set's own
-    share, which is plain overall F1.
+    ``(1 - prior) * HasAns F1 + prior * NoAns accuracy`` (None takes the validation set's own
+    share, which is plain overall F1); among pairs within ``SELECTION_TOLERANCE`` of the best,
+    the largest margin wins.
     """
     from qa.read.answer_types import AnswerTyper
     from qa.read.transformers_reader import ScoredQuestion, TransformersReader
@@ -286,9 +289,13 @@ def evaluate_closed(
     def objective(r: dict[str, float]) -> float:
         return r["f1"] if no_answer_prior is None else expected_f1(r, no_answer_prior)
 
+    pairs = [(w, m) for w in type_weights for m in margins]
+    top = max(objective(grid[f"{w:g}"][f"{m:g}"]) for w, m in pairs)
+    # Within ``SELECTION_TOLERANCE`` of the best the objective cannot tell settings apart: prefer
+    # the larger margin (abstain when in doubt), then the smaller type weight.
     best_w, best_m = max(
-        ((w, m) for w in type_weights for m in margins),
-        key=lambda wm: (objective(grid[f"{wm[0]:g}"][f"{wm[1]:g}"]), -abs(wm[1]), -wm[0]),
+        (wm for wm in pairs if objective(grid[f"{wm[0]:g}"][f"{wm[1]:g}"]) >= top - SELECTION_TOLERANCE),
+        key=lambda wm: (wm[1], -wm[0]),
     )
     chosen = grid[f"{best_w:g}"][f"{best_m:g}"]
     return {
