@@ -1,0 +1,175 @@
+"""The figures ``qa bench`` reports, as dataclasses (``BenchReport.to_dict`` is the JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Machine:
+    """Where and when the figures were taken."""
+
+    cpu: str
+    cores: int
+    ram_gib: float
+    python: str
+    torch: str
+    faiss: str
+    date: str
+    git_commit: str
+    git_dirty: bool
+    # Runnable processes (1-minute load average) when the run started; above the core count, other
+    # work was competing for the CPU and absolute times are inflated (ratios less so).
+    load_average: float
+
+
+@dataclass
+class Latency:
+    """Percentiles in milliseconds (medians over repeats when there were several)."""
+
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+@dataclass
+class ColdStart:
+    """``ask --json`` in a fresh process with the index present (seconds, median of runs)."""
+
+    runs: int
+    command_s: float
+    import_s: float
+    load_s: float
+    first_answer_s: float
+
+
+@dataclass
+class SeedsResult:
+    """Warm, in-process figures on the seed corpus."""
+
+    articles: int
+    chunks: int
+    questions: int
+    repeats: int
+    reader: str
+    total: Latency
+    embed: Latency
+    retrieve: Latency
+    read: Latency
+    assemble: Latency
+    sequential_questions_per_s: float
+    batch_size: int
+    batched_questions_per_s: float
+    cold_start: ColdStart | None
+
+
+@dataclass
+class BuildResult:
+    """Index build with the real embedder (embedding dominates)."""
+
+    label: str
+    chunks: int
+    seconds: float
+    chunks_per_s: float
+    peak_rss_mib: float
+    rss_growth_mib: float
+
+
+@dataclass
+class DenseRun:
+    """One FAISS index at one search setting."""
+
+    kind: str
+    params: str
+    build_s: float
+    dense_p50_ms: float
+    dense_p95_ms: float
+    recall_at_10: float
+    hybrid_p50_ms: float | None = None
+    hybrid_p95_ms: float | None = None
+    role: str = ""  # "product": the product's own setting; fused latency is measured on the marked row
+    index_bytes_per_chunk: float | None = None
+
+
+@dataclass
+class ScaleResult:
+    """One synthetic corpus size."""
+
+    chunks: int
+    articles: int
+    synthetic: str
+    generate_s: float
+    bm25_build_s: float
+    bm25_p50_ms: float
+    bm25_p95_ms: float
+    bm25_scoring_p50_ms: float
+    index_build_s: float
+    index_chunks_per_s: float
+    projected_build_s_real_embedder: float | None
+    auto_kind: str
+    dense: list[DenseRun]
+    bytes_per_chunk: dict[str, float]
+    bytes_measured: bool
+    peak_rss_mib: float
+
+
+@dataclass
+class ReaderResult:
+    """Our reader vs the Hugging Face QA pipeline algorithm vs the bare forward pass."""
+
+    model: str
+    questions: int
+    passages: int
+    windows: int
+    repeats: int
+    ours_ms_per_question: float
+    pipeline_ms_per_question: float
+    pipeline_impl: str
+    forward_ms_per_question: float
+    tokenize_ms_per_question: float
+    # What our reader spends beyond tokenizing and the forward pass: span search, offsets, context windows.
+    other_ms_per_question: float
+    ratio_vs_pipeline: float
+    ratio_vs_forward: float
+    # Cheaper forward passes of the same weights (what-ifs for the reader, not what it does today).
+    forward_bf16_ms_per_question: float | None = None
+    forward_int8_ms_per_question: float | None = None
+    bf16_argmax_agreement: float | None = None
+    int8_argmax_agreement: float | None = None
+    profile_top: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TargetCheck:
+    name: str
+    value: float | None
+    target: str
+    met: bool | None
+
+
+@dataclass
+class BenchReport:
+    machine: Machine
+    quick: bool
+    settings: dict[str, object]
+    seeds: SeedsResult | None
+    builds: list[BuildResult]
+    embed_chunks_per_s: float | None
+    scale: list[ScaleResult]
+    reader: ReaderResult | None
+    targets: list[TargetCheck]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return _rounded(asdict(self))
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4) if abs(value) < 10 else round(value, 2)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
