@@ -94,8 +94,9 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
                  repeats: int, say: Say) -> ReaderResult:
     """Our reader vs the HF QA pipeline vs the bare forward pass, interleaved in each repeat.
 
-    Two cheaper forward passes of the same weights are timed beside them (bfloat16 autocast, int8
-    dynamic quantisation of the Linear layers), with how often their best start/end token agrees.
+    The bare forward pass runs in the reader's precision; the forward pass in fp32, under bfloat16
+    autocast and with int8 dynamic quantisation of the Linear layers is timed beside it, with how
+    often the best start/end token of the last two agrees with fp32.
     """
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
@@ -129,8 +130,11 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
         for q, h in pairs:
             tokenize_like_reader(tokenizer, settings, q, h)
 
-    timed: dict[str, Callable[[], None]] = {"ours": ours, "pipe": pipe, "fwd": forward_with(model),
-                                            "tok": tokenize, "bf16": forward_with(model, bf16=True)}
+    # The floor is the forward pass in the reader's own arithmetic (QA_READER_PRECISION).
+    bf16_reader = settings.reader_precision == "bf16"
+    timed: dict[str, Callable[[], None]] = {"ours": ours, "pipe": pipe, "fwd": forward_with(model, bf16=bf16_reader),
+                                            "tok": tokenize, "fp32": forward_with(model),
+                                            "bf16": forward_with(model, bf16=True)}
     if int8 is not None:
         timed["int8"] = forward_with(int8)
     for warm_up in timed.values():
@@ -154,6 +158,7 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
         pipeline_ms_per_question=med["pipe"], pipeline_impl=impl, forward_ms_per_question=med["fwd"],
         tokenize_ms_per_question=med["tok"], other_ms_per_question=float(np.median(other)),
         ratio_vs_pipeline=float(np.median(r_pipe)), ratio_vs_forward=float(np.median(r_fwd)),
+        precision=settings.reader_precision, forward_fp32_ms_per_question=med["fp32"],
         forward_bf16_ms_per_question=med["bf16"], forward_int8_ms_per_question=med.get("int8"),
         bf16_argmax_agreement=_argmax_agreement(model, model, windows, bf16=True),
         int8_argmax_agreement=_argmax_agreement(model, int8, windows) if int8 is not None else None,

@@ -103,14 +103,17 @@ def format_markdown(report: BenchReport) -> str:
         lines += [f"## Reader ({r.questions} questions, {r.passages} passages, {r.windows} windows, "
                   f"{r.repeats} repeats)", "",
                   "| | ms/question | ratio (ours / it) |", "|---|---:|---:|",
-                  f"| ours (TransformersReader.read_batch per question) | {_f(r.ours_ms_per_question)} | 1.00 |",
+                  f"| ours (TransformersReader.read_batch per question, {r.precision}) | "
+                  f"{_f(r.ours_ms_per_question)} | 1.00 |",
                   f"| HF QA pipeline: {r.pipeline_impl} | {_f(r.pipeline_ms_per_question)} | "
                   f"{r.ratio_vs_pipeline:.2f} |",
-                  f"| bare forward pass, same windows, inference_mode | {_f(r.forward_ms_per_question)} | "
+                  f"| bare forward pass, same windows, inference_mode, {r.precision} | "
+                  f"{_f(r.forward_ms_per_question)} | "
                   f"{r.ratio_vs_forward:.2f} |",
                   f"| (tokenization alone, same windows) | {_f(r.tokenize_ms_per_question)} | |",
                   f"| (ours minus forward minus tokenization) | {_f(r.other_ms_per_question)} | |",
-                  f"| what-if: forward pass under bfloat16 autocast (best start/end token agrees with fp32 on "
+                  f"| forward pass in fp32 | {_f(r.forward_fp32_ms_per_question)} | |",
+                  f"| forward pass under bfloat16 autocast (best start/end token agrees with fp32 on "
                   f"{_f(_pct(r.bf16_argmax_agreement))}% of windows x 2) | {_f(r.forward_bf16_ms_per_question)} | |",
                   f"| what-if: forward pass with int8 dynamic quantisation of Linear layers (agrees on "
                   f"{_f(_pct(r.int8_argmax_agreement))}%) | {_f(r.forward_int8_ms_per_question)} | |", "",

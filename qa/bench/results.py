@@ -132,7 +132,9 @@ class ReaderResult:
     other_ms_per_question: float
     ratio_vs_pipeline: float
     ratio_vs_forward: float
-    # Cheaper forward passes of the same weights (what-ifs for the reader, not what it does today).
+    precision: str = "fp32"  # the reader's arithmetic (QA_READER_PRECISION), also the floor's
+    # The forward pass in each arithmetic (int8 is a what-if: the reader does not offer it).
+    forward_fp32_ms_per_question: float | None = None
     forward_bf16_ms_per_question: float | None = None
     forward_int8_ms_per_question: float | None = None
     bf16_argmax_agreement: float | None = None
