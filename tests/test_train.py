@@ -61,13 +61,25 @@ def test_trains_resumes_and_writes_a_card(tiny: tuple[Path, Path], tmp_path: Pat
     card = (out / "README.md").read_text()
     assert "license: cc-by-sa-4.0" in card and "Rajpurkar" in card and "QA_NO_ANSWER_MARGIN=" in card
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_questions"] == 3 and metrics["no_answer_prior"] == 0.2
+    assert metrics["n_questions"] == 3 and metrics["no_answer_prior"] is None
+    assert metrics["objective_at_best"] == metrics["at_best_margin"]["f1"]
+
+
+def test_selection_at_a_question_mix(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    base, data = tiny
+    out = tmp_path / "reader"
+    assert _train(base, data, out, "--max-steps", "1", "--no-answer-prior", "0.2") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["no_answer_prior"] == 0.2
     chosen = metrics["type_sweep"][f"{metrics['best_type_weight']:g}"][f"{metrics['best_margin']:g}"]
     assert metrics["objective_at_best"] == pytest.approx(expected_f1(chosen, 0.2))
-    scored = [(float(m), expected_f1(r, 0.2)) for row in metrics["type_sweep"].values() for m, r in row.items()]
-    top = max(v for _, v in scored)
+    scored = [(float(w), float(m), expected_f1(r, 0.2))
+              for w, row in metrics["type_sweep"].items() for m, r in row.items()]
+    top = max(v for *_, v in scored)
+    near = [(w, m) for w, m, v in scored if v >= top - SELECTION_TOLERANCE]
     assert metrics["objective_at_best"] >= top - SELECTION_TOLERANCE
-    assert metrics["best_margin"] == max(m for m, v in scored if v >= top - SELECTION_TOLERANCE)
+    expected = max(near, key=lambda wm: (wm[0] == 0, wm[1], -wm[0]))
+    assert (metrics["best_type_weight"], metrics["best_margin"]) == expected
 
 
 def test_same_seed_same_weights(tiny: tuple[Path, Path], tmp_path: Path) -> None:
