@@ -365,7 +365,7 @@ def write_model_card(out: Path, info: dict[str, Any], metrics: dict[str, Any] | 
         w = metrics.get("best_type_weight", 0.0)
         untyped_m = max(metrics["sweep"], key=lambda k: (metrics["sweep"][k]["f1"], -abs(float(k))))
         rows = [(f"{metrics['best_margin']:g} | {w:g} (chosen)", b),
-                (f"{untyped_m} | 0 (best overall F1)", metrics["sweep"][untyped_m]), ("0 | 0", z)]
+                (f"{untyped_m} | 0 (best without typing)", metrics["sweep"][untyped_m]), ("0 | 0", z)]
         lines += [
             "| margin | type weight | EM | F1 | HasAns EM | HasAns F1 | NoAns acc |",
             "|---|---|---|---|---|---|---|",

@@ -17,6 +17,7 @@ import numpy as np
 from qa.bench.config import Say
 from qa.bench.results import ReaderResult
 from qa.read import Reader
+from qa.read.transformers_reader import resolve_precision
 from qa.settings import Settings
 from qa.types import Hit
 
@@ -131,7 +132,8 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
             tokenize_like_reader(tokenizer, settings, q, h)
 
     # The floor is the forward pass in the reader's own arithmetic (QA_READER_PRECISION).
-    bf16_reader = settings.reader_precision == "bf16"
+    precision = resolve_precision(settings.reader_precision)
+    bf16_reader = precision == "bf16"
     timed: dict[str, Callable[[], None]] = {"ours": ours, "pipe": pipe, "fwd": forward_with(model, bf16=bf16_reader),
                                             "tok": tokenize, "fp32": forward_with(model),
                                             "bf16": forward_with(model, bf16=True)}
@@ -158,7 +160,7 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
         pipeline_ms_per_question=med["pipe"], pipeline_impl=impl, forward_ms_per_question=med["fwd"],
         tokenize_ms_per_question=med["tok"], other_ms_per_question=float(np.median(other)),
         ratio_vs_pipeline=float(np.median(r_pipe)), ratio_vs_forward=float(np.median(r_fwd)),
-        precision=settings.reader_precision, forward_fp32_ms_per_question=med["fp32"],
+        precision=precision, forward_fp32_ms_per_question=med["fp32"],
         forward_bf16_ms_per_question=med["bf16"], forward_int8_ms_per_question=med.get("int8"),
         bf16_argmax_agreement=_argmax_agreement(model, model, windows, bf16=True),
         int8_argmax_agreement=_argmax_agreement(model, int8, windows) if int8 is not None else None,

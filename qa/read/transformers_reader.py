@@ -62,6 +62,21 @@ def _sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
+
+
+def resolve_precision(setting: str) -> str:
+    """``fp32`` or ``bf16`` for the ``reader_precision`` setting (``auto`` asks the CPU)."""
+    if setting == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return setting
+
+
 def _looks_like_path(name: str) -> bool:
     """A local path rather than a hub id (``org/name``)."""
     return Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
@@ -102,6 +117,7 @@ class TransformersReader:
         self.settings = settings
         self._tokenizer: Any = None
         self._model: Any = None
+        self.precision = "fp32"  # resolved from settings.reader_precision by load()
         # Answer typing re-ranks the n-best; off (no spaCy) when its weight is 0 and none is given.
         self.typer = typer if typer is not None or settings.reader_type_weight <= 0 else AnswerTyper()
 
@@ -132,6 +148,7 @@ class TransformersReader:
             raise ModelUnavailable(f"reader model {name!r} has no fast tokenizer (needed for offsets); {hint}")
         self._tokenizer = tokenizer
         self._model = model.float().eval()
+        self.precision = resolve_precision(self.settings.reader_precision)
 
 
     def read(self, question: str, hits: Sequence[Hit]) -> Reading:
@@ -192,7 +209,7 @@ class TransformersReader:
             return_tensors="pt",
         )
         inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-        bf16 = s.reader_precision == "bf16"
+        bf16 = self.precision == "bf16"
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = self._model(**inputs)
         start_logits = out.start_logits.float()

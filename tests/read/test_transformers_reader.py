@@ -225,3 +225,12 @@ def test_bf16_precision_reads_the_same_spans(tiny_model_dir: Path) -> None:
     assert_round_trip(NON_ASCII, b)
     assert (b.spans[0].start, b.spans[0].end) == (a.spans[0].start, a.spans[0].end)
     assert abs(b.spans[0].score - a.spans[0].score) < 0.01
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa.read import transformers_reader as tr
+
+    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: True)
+    assert tr.resolve_precision("auto") == "bf16" and tr.resolve_precision("fp32") == "fp32"
+    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: False)
+    assert tr.resolve_precision("auto") == "fp32" and tr.resolve_precision("bf16") == "bf16"
