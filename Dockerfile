@@ -23,14 +23,14 @@ WORKDIR /app
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 # The dependencies alone, in their own layer: editing the source does not reinstall them.
-COPY pyproject.toml README.md* ./
+COPY pyproject.toml requirements.lock README.md* ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt -c requirements.lock \
     && rm /tmp/requirements.txt
 
 # The package itself (with the packaged reader model, if one was trained into qa/models/reader).
 COPY qa/ qa/
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir . -c requirements.lock \
     && rm -rf build qa ./*.egg-info
 
 # A non-root user (10001, named app) that owns what the service writes: the articles and the index.

@@ -15,9 +15,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # CPU torch first (a bare `torch` would pull a multi-GB CUDA build), then the project.
-$(STAMP): $(BIN)/python pyproject.toml
+# The other packages at the exact versions of requirements.lock (tested and audited together).
+$(STAMP): $(BIN)/python pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -c requirements.lock
 	@touch $(STAMP)
 
 ask: $(STAMP)
