@@ -150,7 +150,6 @@ class TransformersReader:
         self._model = model.float().eval()
         self.precision = resolve_precision(self.settings.reader_precision)
 
-
     def read(self, question: str, hits: Sequence[Hit]) -> Reading:
         """Candidate spans for one question (wraps :meth:`read_batch`)."""
         return self.read_batch([question], [list(hits)])[0]
