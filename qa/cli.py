@@ -154,12 +154,7 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reader", choices=["auto", "transformers", "span"], default=None, help="which reader answers")
     parser.add_argument("--corpus", type=Path, default=None, help="folder of articles (default seeds/)")
     parser.add_argument("--index", type=Path, default=None, help="index folder (default index/)")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["train-reader"]:
-        # argparse's REMAINDER drops a leading option (``--help``): hand every argument on as is.
-        args = argparse.Namespace(func=_cmd_train, train_args=argv[1:])
-    else:
-        args = parser.parse_args(argv)
+    args = parser.parse_args(argv)
     _quiet_libraries()
 
     def run() -> int:

@@ -89,3 +89,11 @@ def test_train_reader_help_and_usage_errors(tmp_path: Path) -> None:
     assert r.returncode == 0 and "usage: qa train-reader" in r.stdout and "--data" in r.stdout
     r = _run(["qa", "train-reader"], tmp_path)
     assert r.returncode == 2 and "--data" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ask_never_dispatches_to_training(capsys: pytest.CaptureFixture[str]) -> None:
+    from qa.cli import ask_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        ask_main(["train-reader", "--help"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("usage: ask")
