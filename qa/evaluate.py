@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from qa.answer import assemble
 from qa.corpus import make_article
-from qa.embed import Embedder, SentenceTransformerEmbedder
+from qa.embed import Embedder, make_embedder
 from qa.errors import InvalidQuestion, QAError
 from qa.pipeline import QAPipeline, validate_question
 from qa.read import Reader, make_reader, resolve_reader_kind
@@ -529,11 +529,7 @@ def run(
     _check_args(args)
     if args.reader is not None:
         settings = settings.model_copy(update={"reader": args.reader})
-    emb = (
-        embedder
-        if embedder is not None
-        else SentenceTransformerEmbedder(settings.embed_model, settings.embed_batch_size)
-    )
+    emb = embedder if embedder is not None else make_embedder(settings)
     label = getattr(reader, "name", None) or resolve_reader_kind(settings)
     # Read the questions before any model loads, so a bad file fails in a second.
     if args.testset is not None:

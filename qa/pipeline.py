@@ -21,7 +21,7 @@ from qa.documents import (
     validate_title,
     write_article,
 )
-from qa.embed import Embedder, SentenceTransformerEmbedder
+from qa.embed import Embedder, make_embedder
 from qa.errors import DocumentNotFound, IndexCorrupt, IndexMissing, IndexStale, InvalidDocument, InvalidQuestion
 from qa.index import SearchIndex, build_index, load_index, save_index, staleness
 from qa.read import Reader, make_reader, resolve_reader_kind
@@ -54,11 +54,7 @@ class QAPipeline:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: Reader | None = None) -> None:
         self.settings = settings
-        self.embedder: Embedder = (
-            embedder
-            if embedder is not None
-            else SentenceTransformerEmbedder(settings.embed_model, settings.embed_batch_size)
-        )
+        self.embedder: Embedder = embedder if embedder is not None else make_embedder(settings)
         self._reader = reader
         self._readers: dict[str, Reader] = {}
         self.index: SearchIndex | None = None
@@ -92,12 +88,14 @@ class QAPipeline:
     ) -> None:
         """Load models and the index; (re)build the index from ``corpus_dir`` when it is missing,
         stale or corrupt and ``rebuild`` is true. ``notify`` receives one-line status messages."""
+        if notify is not None and hasattr(self.embedder, "notify"):
+            self.embedder.notify = notify  # a one-time ONNX export says so
         self.embedder.load()
         corpus = Path(corpus_dir) if corpus_dir is not None else self.settings.corpus_dir
         self.corpus_dir = corpus
         self.set_index(self.ensure_index(corpus, rebuild, notify, show_progress))
         if self._reader is None:
-            self._reader = make_reader(self.settings, self.embedder, resolve_reader_kind(self.settings))
+            self._reader = make_reader(self.settings, self.embedder, resolve_reader_kind(self.settings), notify)
         self._reader.load()
 
     def set_index(self, index: SearchIndex) -> None:

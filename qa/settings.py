@@ -24,6 +24,17 @@ class Settings(BaseSettings):
     corpus_dir: Path = Path("seeds")
     index_dir: Path = Path("index")
 
+    # How the transformer models run.
+    backend: Literal["auto", "onnx", "torch"] = Field(
+        default="auto",
+        description="runtime of the embedding and QA models: onnx (ONNX Runtime on an export cached in "
+        "onnx_cache_dir; no torch import, so a cold ask starts seconds sooner), torch, or auto (onnx where "
+        "onnxruntime is installed and the model is a local folder it can export)",
+    )
+    onnx_cache_dir: Path | None = Field(
+        default=None, description="where ONNX exports are cached; default $XDG_CACHE_HOME/article-qa/onnx"
+    )
+
     # Embedding and chunking.
     embed_model: str = DEFAULT_EMBED_MODEL
     embed_batch_size: int = Field(default=32, ge=1)
@@ -61,6 +72,16 @@ class Settings(BaseSettings):
         ge=0.0,
         description="logits taken from a QA-model span whose type does not fit the question (a date for "
         "'how long'); 0 turns answer typing off",
+    )
+    reader_passage_norm: bool = Field(
+        default=False,
+        description="rank a span by its logit over the no-answer logit of its own passage window, so that "
+        "passages read apart are compared on one scale (otherwise by its raw logit)",
+    )
+    reader_widen_entities: bool = Field(
+        default=False,
+        description="widen a QA-model span that lies inside a named entity fitting the question's answer type "
+        "to the whole entity ('June' inside 'the 2nd of June')",
     )
     no_answer_margin: float = 3.0  # chosen on the held-out SQuAD titles (see qa/models/reader/README.md)
     abstain_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="answers scoring below this are withheld")

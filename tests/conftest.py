@@ -103,9 +103,11 @@ def seeds_copy(tmp_path: Path) -> Path:
 # ------------------------------------------------------------------ real models, loaded once
 @pytest.fixture(scope="session")
 def real_embedder():  # type: ignore[no-untyped-def]
-    from qa.embed import SentenceTransformerEmbedder
+    """The product's default embedder (ONNX Runtime where installed, as `ask` uses it)."""
+    from qa.embed import make_embedder
+    from qa.settings import Settings
 
-    e = SentenceTransformerEmbedder()
+    e = make_embedder(Settings())
     e.load()
     return e
 

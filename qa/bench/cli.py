@@ -35,7 +35,7 @@ from qa.bench.report import check_targets, format_markdown
 from qa.bench.results import BenchReport, DenseRun, ScaleResult
 from qa.bench.scale import SYNTHETIC_DESCRIPTION, bench_build, scale_one
 from qa.bench.seeds import _COLD_PROBE, ask_command, bench_seeds, measure_cold_start, settings_env
-from qa.embed import Embedder, SentenceTransformerEmbedder
+from qa.embed import Embedder, make_embedder
 from qa.pipeline import QAPipeline
 from qa.read import Reader, make_reader, reader_model_available, resolve_reader_kind
 from qa.settings import Settings
@@ -181,8 +181,7 @@ def run(args: argparse.Namespace, settings: Settings, say: Say, *, embedder: Emb
     corpus = args.corpus if args.corpus is not None else settings.corpus_dir
     settings = settings.model_copy(update={"corpus_dir": Path(corpus)})
     questions = load_questions(args.testset, plan.question_limit)
-    emb: Embedder = embedder if embedder is not None else SentenceTransformerEmbedder(
-        settings.embed_model, settings.embed_batch_size)
+    emb: Embedder = embedder if embedder is not None else make_embedder(settings)
     notes = [f"synthetic corpora: {SYNTHETIC_DESCRIPTION}",
              "scale sizes run in their own process: peak RSS includes the synthetic corpus being held in memory",
              "dense latencies are single-question searches (k = candidates_k) as `ask` does them; dense+BM25 is "

@@ -16,6 +16,7 @@ import numpy as np
 
 from qa.bench.config import Say
 from qa.bench.results import ReaderResult
+from qa.ort import onnx_available
 from qa.read import Reader
 from qa.read.transformers_reader import resolve_precision
 from qa.settings import Settings
@@ -95,9 +96,10 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
                  repeats: int, say: Say) -> ReaderResult:
     """Our reader vs the HF QA pipeline vs the bare forward pass, interleaved in each repeat.
 
-    The bare forward pass runs in the reader's precision; the forward pass in fp32, under bfloat16
-    autocast and with int8 dynamic quantisation of the Linear layers is timed beside it, with how
-    often the best start/end token of the last two agrees with fp32.
+    The bare forward pass runs in the reader's own runtime and precision (ONNX Runtime fp32, or torch
+    in QA_READER_PRECISION); torch's forward pass in fp32, under bfloat16 autocast and with int8
+    dynamic quantisation of the Linear layers, and ONNX Runtime's, are timed beside it, with how
+    often the best start/end token of the bf16 and int8 ones agrees with fp32.
     """
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
@@ -109,6 +111,18 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
     windows = [tokenize_like_reader(tokenizer, settings, q, h) for q, h in pairs]
     n_windows = sum(int(w["input_ids"].shape[0]) for w in windows)
     int8 = _int8_model(model)
+    session: Any = getattr(reader, "_session", None)  # the reader's ONNX Runtime session, if it runs on one
+    if session is None and onnx_available() and Path(settings.reader_model).is_dir():
+        from qa.ort import default_cache_dir, onnx_model, open_session
+
+        cache = settings.onnx_cache_dir if settings.onnx_cache_dir is not None else default_cache_dir()
+        session = open_session(onnx_model(Path(settings.reader_model), "qa", cache))
+    onnx_windows = ([{i.name: w[i.name].numpy() for i in session.get_inputs()} for w in windows]
+                    if session is not None else [])
+
+    def forward_onnx() -> None:
+        for w in onnx_windows:
+            session.run(None, w)
 
     def forward_with(m: Any, bf16: bool = False) -> Callable[[], None]:
         def run_all() -> None:
@@ -131,14 +145,17 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
         for q, h in pairs:
             tokenize_like_reader(tokenizer, settings, q, h)
 
-    # The floor is the forward pass in the reader's own arithmetic (QA_READER_PRECISION).
-    precision = resolve_precision(settings.reader_precision)
-    bf16_reader = precision == "bf16"
-    timed: dict[str, Callable[[], None]] = {"ours": ours, "pipe": pipe, "fwd": forward_with(model, bf16=bf16_reader),
+    # The floor is the forward pass in the reader's own runtime and arithmetic.
+    on_onnx = getattr(reader, "_session", None) is not None
+    precision = "onnx fp32" if on_onnx else resolve_precision(settings.reader_precision)
+    floor = forward_onnx if on_onnx else forward_with(model, bf16=precision == "bf16")
+    timed: dict[str, Callable[[], None]] = {"ours": ours, "pipe": pipe, "fwd": floor,
                                             "tok": tokenize, "fp32": forward_with(model),
                                             "bf16": forward_with(model, bf16=True)}
     if int8 is not None:
         timed["int8"] = forward_with(int8)
+    if session is not None:
+        timed["onnx"] = forward_onnx
     for warm_up in timed.values():
         warm_up()
     times: dict[str, list[float]] = {name: [] for name in timed}
@@ -162,6 +179,7 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
         ratio_vs_pipeline=float(np.median(r_pipe)), ratio_vs_forward=float(np.median(r_fwd)),
         precision=precision, forward_fp32_ms_per_question=med["fp32"],
         forward_bf16_ms_per_question=med["bf16"], forward_int8_ms_per_question=med.get("int8"),
+        forward_onnx_ms_per_question=med.get("onnx"),
         bf16_argmax_agreement=_argmax_agreement(model, model, windows, bf16=True),
         int8_argmax_agreement=_argmax_agreement(model, int8, windows) if int8 is not None else None,
         profile_top=profile_top(ours),

@@ -112,7 +112,8 @@ def format_markdown(report: BenchReport) -> str:
                   f"{r.ratio_vs_forward:.2f} |",
                   f"| (tokenization alone, same windows) | {_f(r.tokenize_ms_per_question)} | |",
                   f"| (ours minus forward minus tokenization) | {_f(r.other_ms_per_question)} | |",
-                  f"| forward pass in fp32 | {_f(r.forward_fp32_ms_per_question)} | |",
+                  f"| forward pass in fp32 (torch) | {_f(r.forward_fp32_ms_per_question)} | |",
+                  f"| forward pass in fp32 (ONNX Runtime) | {_f(r.forward_onnx_ms_per_question)} | |",
                   f"| forward pass under bfloat16 autocast (best start/end token agrees with fp32 on "
                   f"{_f(_pct(r.bf16_argmax_agreement))}% of windows x 2) | {_f(r.forward_bf16_ms_per_question)} | |",
                   f"| what-if: forward pass with int8 dynamic quantisation of Linear layers (agrees on "

@@ -132,11 +132,12 @@ class ReaderResult:
     other_ms_per_question: float
     ratio_vs_pipeline: float
     ratio_vs_forward: float
-    precision: str = "fp32"  # the reader's arithmetic (QA_READER_PRECISION), also the floor's
+    precision: str = "fp32"  # the reader's runtime and arithmetic (onnx fp32, or torch in QA_READER_PRECISION)
     # The forward pass in each arithmetic (int8 is a what-if: the reader does not offer it).
     forward_fp32_ms_per_question: float | None = None
     forward_bf16_ms_per_question: float | None = None
     forward_int8_ms_per_question: float | None = None
+    forward_onnx_ms_per_question: float | None = None  # ONNX Runtime, fp32 (None without onnxruntime)
     bf16_argmax_agreement: float | None = None
     int8_argmax_agreement: float | None = None
     profile_top: list[str] = field(default_factory=list)

@@ -9,6 +9,8 @@ from qa.errors import ModelUnavailable
 from qa.types import Hit, Reading
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from qa.embed import Embedder
     from qa.settings import Settings
 
@@ -43,7 +45,9 @@ def resolve_reader_kind(settings: Settings) -> str:
     return "transformers" if reader_model_available(settings.reader_model) else "span"
 
 
-def make_reader(settings: Settings, embedder: Embedder, kind: str | None = None) -> Reader:
+def make_reader(
+    settings: Settings, embedder: Embedder, kind: str | None = None, notify: Callable[[str], None] | None = None
+) -> Reader:
     """Build (not load) the reader ``kind`` (default: from settings)."""
     kind = kind if kind is not None else resolve_reader_kind(settings)
     if kind == "span":
@@ -57,5 +61,5 @@ def make_reader(settings: Settings, embedder: Embedder, kind: str | None = None)
             )
         from qa.read.transformers_reader import TransformersReader
 
-        return TransformersReader(settings)
+        return TransformersReader(settings, notify=notify)
     raise ValueError(f"reader must be one of auto, transformers, span; got {kind!r}")

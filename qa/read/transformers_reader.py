@@ -15,15 +15,18 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qa.errors import ModelUnavailable
+from qa.ort import onnx_available
 from qa.read.answer_types import AnswerTyper
 from qa.settings import Settings
-from qa.types import Hit, Reading, Span
+from qa.types import Chunk, Hit, Reading, Span
 
 # Display window around a span (characters); context is for people, not for scoring.
 CONTEXT_CHARS = 300
@@ -41,10 +44,13 @@ class ScoredSpan:
     logit: float
     context: str
     fit: float | None = None  # answer-type fit (0..1), None when the question is open or typing is off
+    null: float = 0.0  # the no-answer logit of the window the span was read in
 
-    def adjusted(self, type_weight: float) -> float:
-        """The logit less ``type_weight`` times the misfit of the span's type."""
-        return self.logit if self.fit is None else self.logit - type_weight * (1.0 - self.fit)
+    def adjusted(self, type_weight: float, passage_norm: bool = False) -> float:
+        """The logit less ``type_weight`` times the misfit of the span's type; with ``passage_norm``,
+        measured from its own window's no-answer logit (passages read apart are compared fairly)."""
+        logit = self.logit - self.null if passage_norm else self.logit
+        return logit if self.fit is None else logit - type_weight * (1.0 - self.fit)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,17 @@ class ScoredQuestion:
 
     candidates: list[ScoredSpan]
     min_null: float
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """Tokenised question + context windows: model inputs, character offsets of each token in its
+    chunk, the chunk each window came from, and which tokens are context."""
+
+    feed: dict[str, np.ndarray]
+    offsets: list[list[tuple[int, int]]]
+    owner: list[int]
+    context: np.ndarray
 
 
 def _sigmoid(x: float) -> float:
@@ -113,19 +130,28 @@ class TransformersReader:
 
     name = "transformers"
 
-    def __init__(self, settings: Settings, typer: AnswerTyper | None = None) -> None:
+    def __init__(
+        self, settings: Settings, typer: AnswerTyper | None = None, notify: Callable[[str], None] | None = None
+    ) -> None:
         self.settings = settings
-        self._tokenizer: Any = None
-        self._model: Any = None
+        self._tokenizer: Any = None  # torch backend: a transformers fast tokenizer
+        self._model: Any = None  # torch backend: the model
+        self._session: Any = None  # onnx backend: an ONNX Runtime session
+        self._fast: Any = None  # onnx backend: a `tokenizers` tokenizer that cuts windows
+        self._plain: Any = None  # onnx backend: the same, without truncation
+        self._pad_id = 0
+        self._inputs: list[str] = []
+        self.notify = notify
         self.precision = "fp32"  # resolved from settings.reader_precision by load()
         # Answer typing re-ranks the n-best; off (no spaCy) when its weight is 0 and none is given.
         self.typer = typer if typer is not None or settings.reader_type_weight <= 0 else AnswerTyper()
 
     def load(self) -> None:
-        """Load the tokenizer and model (fp16 weights are cast to float32 for CPU)."""
+        """Load the tokenizer and model: an ONNX Runtime session on a cached export (``backend``
+        onnx/auto), or the torch model (fp16 weights are cast to float32 for CPU)."""
         if self.typer is not None:
             self.typer.load()
-        if self._model is not None:
+        if self._model is not None or self._session is not None:
             return
         name = self.settings.reader_model
         hint = "set QA_READER_MODEL to a local model folder, or QA_READER=span to use the span reader"
@@ -135,6 +161,9 @@ class TransformersReader:
                 raise ModelUnavailable(f"reader model folder {local} has no config.json; {hint}")
         elif _looks_like_path(name):
             raise ModelUnavailable(f"reader model folder {local} does not exist; {hint}")
+        if self._use_onnx(local):
+            self._load_onnx(local)
+            return
         try:
             from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -150,6 +179,37 @@ class TransformersReader:
         self._model = model.float().eval()
         self.precision = resolve_precision(self.settings.reader_precision)
 
+    def _use_onnx(self, local: Path) -> bool:
+        backend = self.settings.backend
+        if backend == "torch":
+            return False
+        exportable = local.is_dir() and (local / "tokenizer.json").is_file()
+        if backend == "onnx" and not exportable:
+            raise ModelUnavailable(
+                f"QA_BACKEND=onnx needs a local reader model folder with a tokenizer.json; {local} is not one"
+            )
+        return exportable and onnx_available()
+
+    def _load_onnx(self, folder: Path) -> None:
+        from tokenizers import Tokenizer
+
+        from qa.ort import default_cache_dir, onnx_model, open_session
+
+        s = self.settings
+        cache = s.onnx_cache_dir if s.onnx_cache_dir is not None else default_cache_dir()
+        session = open_session(onnx_model(folder, "qa", cache, self.notify))
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=s.reader_max_length, stride=s.reader_stride, strategy="only_second")
+        plain = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        plain.no_padding()
+        plain.no_truncation()
+        self._fast, self._plain = tokenizer, plain
+        self._pad_id = tokenizer.token_to_id("[PAD]") or 0
+        self._inputs = [i.name for i in session.get_inputs()]
+        self.precision = "fp32"
+        self._session = session
+
     def read(self, question: str, hits: Sequence[Hit]) -> Reading:
         """Candidate spans for one question (wraps :meth:`read_batch`)."""
         return self.read_batch([question], [list(hits)])[0]
@@ -158,25 +218,28 @@ class TransformersReader:
         """Candidate spans, best first, with calibrated scores and a no-answer estimate."""
         margin = self.settings.no_answer_margin
         weight = self.settings.reader_type_weight
+        norm = self.settings.reader_passage_norm
         readings: list[Reading] = []
         for scored in self.score_batch(questions, hits):
             if not scored.candidates:
                 readings.append(Reading(spans=[], no_answer=1.0))
                 continue
-            ranked = sorted(((c.adjusted(weight), c) for c in scored.candidates), key=lambda x: -x[0])
+            # Against its own window's null logit (passage_norm), or the question's lowest null logit.
+            base = 0.0 if norm else scored.min_null
+            ranked = sorted(((c.adjusted(weight, norm) - base, c) for c in scored.candidates), key=lambda x: -x[0])
             spans = [
                 Span(doc_id=c.doc_id, start=c.start, end=c.end, text=c.text,
-                     score=_sigmoid(logit - scored.min_null - margin), context=c.context)
-                for logit, c in ranked
+                     score=_sigmoid(rel - margin), context=c.context)
+                for rel, c in ranked
             ]
-            readings.append(Reading(spans=spans, no_answer=_sigmoid(scored.min_null + margin - ranked[0][0])))
+            readings.append(Reading(spans=spans, no_answer=_sigmoid(margin - ranked[0][0])))
         return readings
 
     def score_batch(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]]) -> list[ScoredQuestion]:
         """Raw logits per question: the ``reader_n_best`` best distinct spans and the minimum null logit."""
         if len(questions) != len(hits):
             raise ValueError(f"got {len(questions)} questions but {len(hits)} hit lists")
-        if self._model is None:
+        if self._model is None and self._session is None:
             raise ModelUnavailable("the transformers reader is not loaded; call load() first")
         return [self._score_one(q, list(h)) for q, h in zip(questions, hits, strict=True)]
 
@@ -184,70 +247,129 @@ class TransformersReader:
         """The question, cut so that every window still holds ``stride`` new context tokens."""
         s = self.settings
         limit = max(1, s.reader_max_length - s.reader_stride - 4)
-        enc = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = enc["offset_mapping"]
+        if self._session is not None:
+            offsets = self._plain.encode(question, add_special_tokens=False).offsets
+        else:
+            offsets = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
         return question if len(offsets) <= limit else question[: offsets[limit - 1][1]]
 
-    def _score_one(self, question: str, hits: list[Hit]) -> ScoredQuestion:
+    def _windows(self, question: str, texts: list[str]) -> _Windows:
+        """Question + context windows of ``max_length`` tokens (``stride`` tokens overlap), padded."""
+        s = self.settings
+        if self._session is None:
+            enc = self._tokenizer(
+                [question] * len(texts), texts, truncation="only_second", max_length=s.reader_max_length,
+                stride=s.reader_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
+                padding="longest", return_tensors="np",
+            )
+            feed = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+            n = feed["input_ids"].shape[0]
+            context = np.array([[sid == 1 for sid in enc.sequence_ids(f)] for f in range(n)], dtype=bool)
+            return _Windows(feed, enc["offset_mapping"].tolist(), enc["overflow_to_sample_mapping"].tolist(), context)
+        # The same windows as transformers' fast tokenizers cut (overflowing encodings, flattened).
+        windows, owner = [], []
+        for i, e in enumerate(self._fast.encode_batch([(question, t) for t in texts])):
+            for w in (e, *e.overflowing):
+                windows.append(w)
+                owner.append(i)
+        width = max(len(w.ids) for w in windows)
+
+        def padded(rows: list[list[int]], fill: int) -> np.ndarray:
+            return np.array([r + [fill] * (width - len(r)) for r in rows], dtype=np.int64)
+
+        feed = {
+            "input_ids": padded([w.ids for w in windows], self._pad_id),
+            "attention_mask": padded([w.attention_mask for w in windows], 0),
+            "token_type_ids": padded([w.type_ids for w in windows], 0),
+        }
+        context = np.array([[sid == 1 for sid in w.sequence_ids] + [False] * (width - len(w.ids)) for w in windows])
+        offsets = [list(w.offsets) + [(0, 0)] * (width - len(w.ids)) for w in windows]
+        return _Windows({k: feed[k] for k in self._inputs}, offsets, owner, context)
+
+    def _widened(self, question: str, chunks: list[Chunk], ranked: list[_Entry]) -> list[_Entry]:
+        assert self.typer is not None
+        wide = self.typer.widen(question, [(chunks[c_idx], c0, c1) for _, (_, c_idx, c0, c1, _) in ranked])
+        return _widen_entries(ranked, wide, chunks)
+
+    def _logits(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits (float32) of every window, from whichever backend is loaded."""
+        if self._session is not None:
+            start, end = self._session.run(None, feed)
+            return np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
         import torch
 
+        inputs = {k: torch.from_numpy(v) for k, v in feed.items()}
+        bf16 = self.precision == "bf16"
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = self._model(**inputs)
+        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
+
+    def _score_one(self, question: str, hits: list[Hit]) -> ScoredQuestion:
         s = self.settings
         chunks = [h.chunk for h in hits]
         if not chunks or not question.strip():
             return ScoredQuestion(candidates=[], min_null=math.inf)
         q = self._question_for(question.strip())
-        enc = self._tokenizer(
-            [q] * len(chunks),
-            [c.text for c in chunks],
-            truncation="only_second",
-            max_length=s.reader_max_length,
-            stride=s.reader_stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding="longest",
-            return_tensors="pt",
-        )
-        inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-        bf16 = self.precision == "bf16"
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = self._model(**inputs)
-        start_logits = out.start_logits.float()
-        end_logits = out.end_logits.float()
-        offsets = enc["offset_mapping"].tolist()
-        owner = enc["overflow_to_sample_mapping"].tolist()
-        # (doc_id, article start, article end) -> (logit, chunk index, chunk start, chunk end)
-        best: dict[tuple[str, int, int], tuple[float, int, int, int]] = {}
+        win = self._windows(q, [c.text for c in chunks])
+        start_logits, end_logits = self._logits(win.feed)
+        # (doc_id, article start, article end) -> (logit, chunk index, chunk start, chunk end, window null)
+        best: dict[tuple[str, int, int], tuple[float, int, int, int, float]] = {}
         min_null = math.inf
         for f in range(start_logits.shape[0]):
-            c_idx = owner[f]
+            c_idx = win.owner[f]
             chunk = chunks[c_idx]
-            in_ctx = torch.tensor([sid == 1 for sid in enc.sequence_ids(f)])
-            min_null = min(min_null, float(start_logits[f, 0] + end_logits[f, 0]))
-            if not bool(in_ctx.any()):
+            in_ctx = win.context[f]
+            null = float(start_logits[f, 0] + end_logits[f, 0])
+            min_null = min(min_null, null)
+            n_ctx = int(in_ctx.sum())
+            if not n_ctx:
                 continue
-            k = min(s.reader_n_best, int(in_ctx.sum()))
-            st = torch.topk(start_logits[f].masked_fill(~in_ctx, -math.inf), k)
-            en = torch.topk(end_logits[f].masked_fill(~in_ctx, -math.inf), k)
-            for i, si in zip(st.indices.tolist(), st.values.tolist(), strict=True):
-                for j, ej in zip(en.indices.tolist(), en.values.tolist(), strict=True):
+            k = min(s.reader_n_best, n_ctx)
+            st = _top_k(np.where(in_ctx, start_logits[f], -np.inf), k)
+            en = _top_k(np.where(in_ctx, end_logits[f], -np.inf), k)
+            offsets = win.offsets[f]
+            for i in st:
+                si = float(start_logits[f, i])
+                for j in en:
                     if j < i or j - i + 1 > s.max_answer_tokens:
                         continue
-                    c0, c1 = offsets[f][i][0], offsets[f][j][1]
+                    c0, c1 = offsets[i][0], offsets[j][1]
                     if c1 <= c0:
                         continue
                     key = (chunk.doc_id, chunk.start + c0, chunk.start + c1)
-                    logit = si + ej
+                    logit = si + float(end_logits[f, j])
                     if key not in best or best[key][0] < logit:
-                        best[key] = (logit, c_idx, c0, c1)
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[: s.reader_n_best]
+                        best[key] = (logit, c_idx, c0, c1, null)
+        norm = s.reader_passage_norm
+        ranked = sorted(best.items(), key=lambda kv: (kv[1][4] - kv[1][0] if norm else -kv[1][0], kv[0]))
+        ranked = ranked[: s.reader_n_best]
+        if s.reader_widen_entities and self.typer is not None:
+            ranked = self._widened(question, chunks, ranked)
         fits = (
-            self.typer.fits(question, [(chunks[c_idx], c0, c1) for _, (_, c_idx, c0, c1) in ranked])
+            self.typer.fits(question, [(chunks[c_idx], c0, c1) for _, (_, c_idx, c0, c1, _) in ranked])
             if self.typer is not None
             else [None] * len(ranked)
         )
         candidates = [
             ScoredSpan(doc_id=key[0], start=key[1], end=key[2], text=chunks[c_idx].text[c0:c1], logit=logit,
-                       context=sentence_window(chunks[c_idx].text, c0, c1), fit=fit)
-            for (key, (logit, c_idx, c0, c1)), fit in zip(ranked, fits, strict=True)
+                       context=sentence_window(chunks[c_idx].text, c0, c1), fit=fit, null=null)
+            for (key, (logit, c_idx, c0, c1, null)), fit in zip(ranked, fits, strict=True)
         ]
         return ScoredQuestion(candidates=candidates, min_null=min_null)
+
+
+_Entry = tuple[tuple[str, int, int], tuple[float, int, int, int, float]]
+
+
+def _widen_entries(entries: list[_Entry], wide: list[tuple[int, int]], chunks: list[Chunk]) -> list[_Entry]:
+    """Entries moved to their widened chunk offsets; where two land on one span, the first (best) stays."""
+    out: dict[tuple[str, int, int], tuple[float, int, int, int, float]] = {}
+    for ((doc_id, _, _), (logit, c_idx, _, _, null)), (w0, w1) in zip(entries, wide, strict=True):
+        key = (doc_id, chunks[c_idx].start + w0, chunks[c_idx].start + w1)
+        out.setdefault(key, (logit, c_idx, w0, w1, null))
+    return list(out.items())
+
+
+def _top_k(values: np.ndarray, k: int) -> list[int]:
+    """Indices of the ``k`` largest values, largest first (ties: lower index first)."""
+    return [int(i) for i in np.argsort(-values, kind="stable")[:k]]

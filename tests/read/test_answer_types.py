@@ -60,9 +60,36 @@ def test_typer_labels_spans_of_a_chunk() -> None:
     assert typer.fits("Why were the talks short?", [where, who]) == [None, None]
 
 
+def test_typer_widens_a_span_to_the_entity_that_fits() -> None:
+    text = "Russia proposed a second round, scheduled for the 2nd of June in Istanbul, said Vladimir Medinsky."
+    chunk = Chunk("d", 100, 100 + len(text), text)
+    typer = AnswerTyper()
+    typer.load()
+    june = (chunk, text.index("June"), text.index("June") + 4)
+    vladimir = (chunk, text.index("Vladimir"), text.index("Vladimir") + len("Vladimir"))
+    whole_date = (text.index("the 2nd of June"), text.index("the 2nd of June") + len("the 2nd of June"))
+    whole_name = (vladimir[1], text.index("Medinsky") + len("Medinsky"))
+    assert typer.widen("When is the second round?", [june, vladimir]) == [whole_date, vladimir[1:]]
+    assert typer.widen("Who said it?", [june, vladimir]) == [june[1:], whole_name]
+    assert typer.widen("Why a second round?", [june, vladimir]) == [june[1:], vladimir[1:]]  # open question
+
+
+def test_widened_entries_move_and_merge() -> None:
+    from qa.read.transformers_reader import _widen_entries
+
+    chunks = [Chunk("d", 50, 80, "x" * 30)]
+    entries = [(("d", 60, 64), (9.0, 0, 10, 14, 1.0)), (("d", 55, 64), (7.0, 0, 5, 14, 1.0)),
+               (("d", 70, 72), (5.0, 0, 20, 22, 1.0))]
+    out = _widen_entries(entries, [(5, 14), (5, 14), (20, 22)], chunks)
+    # "June" and "2nd of June" both become "the 2nd of June": the better logit stays, once.
+    assert out == [(("d", 55, 64), (9.0, 0, 5, 14, 1.0)), (("d", 70, 72), (5.0, 0, 20, 22, 1.0))]
+
+
 def test_adjusted_logit() -> None:
     span = ScoredSpan("d", 0, 4, "2022", 11.0, "", fit=0.0)
     assert span.adjusted(3.0) == 8.0
+    # From its own window's no-answer logit when passages are compared apart.
+    assert ScoredSpan("d", 0, 4, "2022", 11.0, "", fit=0.0, null=6.0).adjusted(3.0, passage_norm=True) == 2.0
     assert ScoredSpan("d", 0, 4, "June", 9.0, "", fit=1.0).adjusted(3.0) == 9.0
     assert ScoredSpan("d", 0, 4, "x", 9.0, "", fit=None).adjusted(3.0) == 9.0
 
@@ -76,6 +103,9 @@ class _StubTyper(AnswerTyper):
     def fits(self, question: str, spans: list[tuple[Chunk, int, int]]) -> list[float | None]:
         return [1.0 if c.text[s:e] == "Monday" else 0.0 for c, s, e in spans]
 
+    def widen(self, question: str, spans: list[tuple[Chunk, int, int]]) -> list[tuple[int, int]]:
+        return [(s, e) for _, s, e in spans]
+
 
 def test_type_weight_reranks_the_n_best(tmp_path: Path) -> None:
     text = "They met in spring and again on Monday ."
@@ -83,7 +113,8 @@ def test_type_weight_reranks_the_n_best(tmp_path: Path) -> None:
     results = {}
     for weight in (0.0, 5.0):
         reader = TransformersReader(
-            Settings(reader_model=str(make_tiny_qa_model(tmp_path / f"m{weight}")), reader_type_weight=weight),
+            Settings(reader_model=str(make_tiny_qa_model(tmp_path / f"m{weight}")), reader_type_weight=weight,
+                     backend="torch"),
             typer=_StubTyper(),
         )
         reader.load()

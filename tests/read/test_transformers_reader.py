@@ -29,6 +29,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_reader(model_dir: Path, **overrides: object) -> TransformersReader:
+    """A torch-backed reader (tests swap its model for fixed-logit fakes)."""
+    overrides.setdefault("backend", "torch")
     settings = Settings(reader_model=str(model_dir), **overrides)  # type: ignore[arg-type]
     reader = TransformersReader(settings)
     reader.load()
@@ -234,3 +236,23 @@ def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None
     assert tr.resolve_precision("auto") == "bf16" and tr.resolve_precision("fp32") == "fp32"
     monkeypatch.setattr(tr, "cpu_has_bf16", lambda: False)
     assert tr.resolve_precision("auto") == "fp32" and tr.resolve_precision("bf16") == "bf16"
+
+
+def test_passage_norm_ranks_spans_against_their_own_passage(tiny_model_dir: Path) -> None:
+    """A passage whose span logit is high but whose no-answer logit is higher loses to a passage the
+    model is sure of, when spans are measured from their own window's null (passage_norm)."""
+    results = {}
+    for norm in (False, True):
+        reader = make_reader(tiny_model_dir, reader_passage_norm=norm, reader_type_weight=0.0)
+        beta, delta, alpha = reader._tokenizer.convert_tokens_to_ids(["beta", "delta", "alpha"])
+
+        def fn(ids: torch.Tensor, beta: int = beta, delta: int = delta, alpha: int = alpha
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = (ids == beta).float() * 8.0 + (ids == delta).float() * 6.0
+            logits[:, 0] = (ids == alpha).any(dim=1).float() * 7.0  # unsure of the "alpha" passage
+            return logits, logits.clone()
+
+        reader._model = FixedLogits(fn)
+        reading = reader.read("Which one?", [hit("alpha beta", doc_id="a"), hit("gamma delta", doc_id="b")])
+        results[norm] = reading.spans[0].text
+    assert results == {False: "beta", True: "delta"}

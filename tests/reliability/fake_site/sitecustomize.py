@@ -17,6 +17,7 @@ if os.environ.get("QA_TEST_FAKE_EMBEDDER") == "1":
         return FakeEmbedder()
 
     qa.embed.SentenceTransformerEmbedder = _fake  # type: ignore[assignment,misc]
+    qa.embed.make_embedder = _fake  # type: ignore[assignment]
 
 _KILL_AT = os.environ.get("QA_TEST_KILL_AT")
 if _KILL_AT:
