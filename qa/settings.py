@@ -74,12 +74,13 @@ class Settings(BaseSettings):
         "'how long'); 0 turns answer typing off",
     )
     reader_passage_norm: bool = Field(
-        default=False,
+        default=True,
         description="rank a span by its logit over the no-answer logit of its own passage window, so that "
-        "passages read apart are compared on one scale (otherwise by its raw logit)",
+        "passages read apart are compared on one scale (otherwise by its raw logit); open-mode F1 on the "
+        "1,867 held-out SQuAD questions 52.5% -> 54.1%",
     )
     reader_widen_entities: bool = Field(
-        default=False,
+        default=True,  # F1 unchanged on the held-out SQuAD titles (56.5%) and the test set (55.5%)
         description="widen a QA-model span that lies inside a named entity fitting the question's answer type "
         "to the whole entity ('June' inside 'the 2nd of June')",
     )
