@@ -62,6 +62,9 @@ def _export(folder: Path, kind: Kind, out: Path) -> None:
     """Export the model in ``folder`` to ``out`` (torch's TorchScript-based ONNX exporter)."""
     import torch
     from transformers import AutoModel, AutoModelForQuestionAnswering, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one line on stderr says what happens; no weight-loading bars
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model: Any
@@ -114,8 +117,25 @@ def onnx_model(
         ) from e
     finally:
         tmp.unlink(missing_ok=True)
-    (target / "source.json").write_text(json.dumps({"folder": str(folder.resolve()), "kind": kind}) + "\n")
+    source = {"folder": str(folder.resolve()), "kind": kind}
+    (target / "source.json").write_text(json.dumps(source) + "\n")
+    _prune(cache_dir, source, keep=target)
     return path
+
+
+def _prune(cache_dir: Path, source: dict[str, str], keep: Path) -> None:
+    """Remove older exports of the same model folder (a retrained model leaves its old export)."""
+    import shutil
+
+    for d in cache_dir.iterdir():
+        if d == keep or not d.is_dir():
+            continue
+        try:
+            same = json.loads((d / "source.json").read_text(encoding="utf-8")) == source
+        except (OSError, ValueError):
+            continue
+        if same:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def open_session(path: Path) -> Any:

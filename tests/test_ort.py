@@ -71,6 +71,7 @@ def test_export_is_cached_and_redone_when_the_model_changes(tiny_dir: Path, tmp_
     (model / "config.json").write_text((model / "config.json").read_text() + "\n")  # a retrained model
     third = ort.onnx_model(model, "qa", tmp_path / "c", calls.append)
     assert third != first and third.is_file() and len(calls) == 2
+    assert not first.exists()  # the old export of the same folder is pruned
     assert not list((tmp_path / "c").rglob(".model.*"))  # no temporary file left behind
 
 
