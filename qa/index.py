@@ -345,7 +345,8 @@ class SearchIndex:
 
     @property
     def manifest(self) -> Manifest:
-        """The manifest as it would be saved now: fingerprints and chunk count include the journal."""
+        """The manifest as it would be saved now: fingerprints and chunk count include the journal
+        (built once per snapshot, O(articles); ``base_manifest`` has the model and chunk settings)."""
         if self._manifest is None:
             self._manifest = dataclasses.replace(
                 self.base_manifest, fingerprints={d: a.sha256 for d, a in self.articles.items()},
