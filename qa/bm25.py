@@ -73,6 +73,8 @@ class BM25:
         self._extra: dict[int, _Growable] = {}
         self._doc_len = doc_len
         self.n_rows = len(doc_len)
+        # K1 * (1 - B + B * length / average length) of every row, for one (rows, tokens) view
+        self._norm: tuple[tuple[int, int, int], np.ndarray] | None = None
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -138,10 +140,11 @@ class BM25:
         return docs, tf
 
     def score(self, tokens: Sequence[str], view: RowView) -> tuple[np.ndarray, np.ndarray]:
-        """Rows holding at least one query term, and their BM25 scores (float64), row order."""
+        """Rows holding at least one query term, and their BM25 scores, row order (per-term scores in
+        float32 as bm25s computes them, summed in float64)."""
         if view.n_live == 0:
             return np.empty(0, np.int64), np.empty(0, np.float64)
-        avg = view.live_tokens / view.n_live
+        norm = self._row_norm(view)
         per_term: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         hits: list[tuple[np.ndarray, np.ndarray]] = []
         for term in tokens:  # a repeated query term counts again, as in bm25s
@@ -152,10 +155,8 @@ class BM25:
                 docs, tf = self._postings(tid, view)
                 df = len(docs)
                 if df:
-                    idf = np.log(1.0 + (view.n_live - df + 0.5) / (df + 0.5))
-                    dl = self._doc_len[docs].astype(np.float64)
-                    s = idf * tf / (K1 * ((1.0 - B) + B * dl / avg) + tf)
-                    per_term[tid] = (docs, s)
+                    idf = np.float32(np.log(1.0 + (view.n_live - df + 0.5) / (df + 0.5)))
+                    per_term[tid] = (docs, tf * idf / (norm[docs] + tf))
                 else:
                     per_term[tid] = (docs, np.empty(0, np.float64))
             docs, s = per_term[tid]
@@ -177,11 +178,21 @@ class BM25:
         urows, inverse = np.unique(np.concatenate([d for d, _ in hits]), return_inverse=True)
         return urows.astype(np.int64), np.bincount(inverse, weights=np.concatenate([s for _, s in hits]))
 
+    def _row_norm(self, view: RowView) -> np.ndarray:
+        key = (view.n_rows, view.n_live, view.live_tokens)
+        cached = self._norm
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        avg = view.live_tokens / view.n_live
+        norm = (K1 * ((1.0 - B) + B * self._doc_len[: view.n_rows] / avg)).astype(np.float32)
+        self._norm = (key, norm)  # readers racing here compute the same array
+        return norm
+
     def top_k(self, tokens: Sequence[str], k: int, view: RowView) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` rows with a positive score, best first (ties: lower row first)."""
         rows, scores = self.score(tokens, view)
         if len(rows) > k:
-            kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+            kth = scores[np.argpartition(scores, len(scores) - k)[len(scores) - k]]
             keep = np.flatnonzero(scores >= kth)  # ties at the cut too, so that lower rows win them
             rows, scores = rows[keep], scores[keep]
         order = np.lexsort((rows, -scores))[:k]
