@@ -36,7 +36,7 @@ def _quiet_libraries() -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    for name in ("faiss", "bm25s", "sentence_transformers", "transformers", "httpx"):
+    for name in ("faiss", "sentence_transformers", "transformers", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -201,10 +201,10 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
 
 def _cmd_index_status(args: argparse.Namespace) -> int:
     from qa.corpus import load_corpus
-    from qa.index import read_manifest, staleness
+    from qa.index import manifest_with_journal, staleness
 
     settings = _settings(args)
-    m = read_manifest(settings.index_dir)
+    m = manifest_with_journal(settings.index_dir)
     print(
         f"index {settings.index_dir}/: {len(m.fingerprints)} articles, {m.n_chunks} chunks, "
         f"{m.index_type}, model {m.embed_model} (dim {m.dim}), "

@@ -23,7 +23,18 @@ from qa.documents import (
 )
 from qa.embed import Embedder, make_embedder
 from qa.errors import DocumentNotFound, IndexCorrupt, IndexMissing, IndexStale, InvalidDocument, InvalidQuestion
-from qa.index import SearchIndex, build_index, load_index, save_index, staleness
+from qa.index import (
+    SearchIndex,
+    build_index,
+    load_index,
+    needs_compaction,
+    needs_rebuild,
+    prepare_put,
+    save_index,
+    staleness,
+    write_record,
+)
+from qa.journal import DeleteRecord
 from qa.read import Reader, make_reader, resolve_reader_kind
 from qa.retrieve import HybridRetriever
 from qa.settings import Settings
@@ -228,11 +239,20 @@ class QAPipeline:
             raise DocumentNotFound(f"no article with doc_id {doc_id!r}")
         return art
 
+    def _writable_index(self) -> SearchIndex:
+        """The current snapshot, reloaded from disk first if a failed write left memory half-updated."""
+        current = self._loaded_index()
+        if not current.store.consistent(current.n_rows):
+            log.warning("the in-memory index was left half-updated by a failed write; reloading it from disk")
+            current = load_index(self.settings.index_dir)
+            self.set_index(current)
+        return current
+
     def add_document(self, doc_id: str, text: str, title: str | None = None) -> tuple[Article, bool]:
-        """Add or replace an article: durable file write first, then an incremental index update.
+        """Add or replace an article: durable file write first, then one journal record.
 
         Returns the stored article and whether it replaced an existing one. Questions asked
-        meanwhile see the old index until the new one is saved and swapped in.
+        meanwhile see the index without the write until it is in the journal and applied.
         """
         s = self.settings
         validate_doc_id(doc_id, s.max_doc_id_chars)
@@ -240,30 +260,31 @@ class QAPipeline:
         if len(stored) > s.max_document_chars:
             raise InvalidDocument(f"title and text have {len(stored)} characters; the limit is {s.max_document_chars}")
         with self._write_lock:
-            current = self._loaded_index()
+            current = self._writable_index()
             replaced = doc_id in current.articles
-            # A failed index update (a full disk) puts the old file back: an error answer means
-            # nothing changed. A crash (no exception handler runs) leaves the new file, which the
-            # next start indexes.
+            # A failed journal append (a full disk) puts the old file back and leaves no record:
+            # an error answer means nothing changed. A crash (no exception handler runs) leaves
+            # the new file, which the next start indexes if its record is not in the journal.
             previous = keep_previous(self.corpus_dir, doc_id)
             try:
                 path = write_article(self.corpus_dir, doc_id, stored)
                 article = make_article(doc_id, stored, str(path))
-                articles = dict(current.articles)
-                articles[doc_id] = article
-                self.set_index(self.build([articles[d] for d in sorted(articles)], previous=current))
+                record = prepare_put(article, self.embedder, s.chunk_tokens, s.chunk_overlap_tokens)
+                updated = write_record(current, record)
             except Exception:
                 restore_previous(self.corpus_dir, doc_id, previous)
                 raise
             finally:
                 discard_previous(previous)
+            self.set_index(updated)
+            self._compact_if_due()
         return article, replaced
 
     def delete_document(self, doc_id: str) -> None:
         """Remove an article from the corpus folder and the index; raises DocumentNotFound."""
         validate_doc_id(doc_id, self.settings.max_doc_id_chars)
         with self._write_lock:
-            current = self._loaded_index()
+            current = self._writable_index()
             if doc_id not in current.articles:
                 raise DocumentNotFound(f"no article with doc_id {doc_id!r}")
             if len(current.articles) == 1:
@@ -271,10 +292,39 @@ class QAPipeline:
             previous = keep_previous(self.corpus_dir, doc_id)
             try:
                 delete_article(self.corpus_dir, doc_id)
-                rest = [current.articles[d] for d in sorted(current.articles) if d != doc_id]
-                self.set_index(self.build(rest, previous=current))
+                updated = write_record(current, DeleteRecord(doc_id))
             except Exception:
                 restore_previous(self.corpus_dir, doc_id, previous)
                 raise
             finally:
                 discard_previous(previous)
+            self.set_index(updated)
+            self._compact_if_due()
+
+    def _compact_if_due(self) -> None:
+        """Save a fresh full version when the journal has grown past the settings' bounds.
+
+        The write is already durable in the journal, so a failed compaction (a full disk) is
+        logged and changes nothing: the journal goes on, and the next write tries again.
+        """
+        s = self.settings
+        index = self._loaded_index()
+        if not needs_compaction(index, s.journal_compact_fraction, s.journal_compact_min_chunks):
+            return
+        try:
+            self.compact(index)
+        except (OSError, RuntimeError, MemoryError) as e:
+            log.warning("compacting the index journal failed (%s); the journal keeps every write", e)
+
+    def compact(self, index: SearchIndex | None = None) -> SearchIndex:
+        """Save ``index`` (default: the current one) as a fresh version with an empty journal:
+        as it is, or rebuilt (vectors reused) when too many rows are deleted or the corpus has
+        outgrown flat search."""
+        s = self.settings
+        index = index if index is not None else self._loaded_index()
+        if needs_rebuild(index, s.journal_compact_fraction, s.hnsw_min_chunks):
+            fresh = self.build([index.articles[d] for d in sorted(index.articles)], previous=index)
+            self.set_index(fresh)
+            return fresh
+        save_index(index, s.index_dir)
+        return index

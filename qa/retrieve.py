@@ -8,7 +8,7 @@ import numpy as np
 
 from qa.cache import LRUCache
 from qa.embed import Embedder
-from qa.index import SearchIndex, bm25_tokens
+from qa.index import EMPTY_TOKEN, SearchIndex, bm25_tokens
 from qa.types import Hit
 
 
@@ -55,34 +55,38 @@ class HybridRetriever:
         if qvecs is None:
             qvecs = self.embed_questions(questions)
         ck = min(max(self.candidates_k, k), n)
-        dense_scores, dense_ids = self.index.faiss_index.search(np.ascontiguousarray(qvecs, dtype=np.float32), ck)
-        bm_results = self.index.bm25.retrieve(
-            [bm25_tokens(q) or ["\x00empty"] for q in questions], k=ck, show_progress=False, n_threads=1
-        )
+        index = self.index  # one snapshot: a write meanwhile changes none of what is read here
+        dense_scores, dense_ids = index.dense_search(qvecs, ck)
         out = []
-        for qi, qv in enumerate(qvecs):
+        for qi, (q, qv) in enumerate(zip(questions, qvecs, strict=True)):
+            # Ties are ordered by chunk (doc_id, start), not by row, so that an index grown by
+            # writes ranks exactly as one rebuilt from the same articles.
+            dense_ranked = sorted(
+                ((cid, s) for cid, s in zip(dense_ids[qi].tolist(), dense_scores[qi].tolist(), strict=True)
+                 if cid >= 0), key=lambda cs: (-cs[1], self._key(cs[0])))
+            rows, scores = index.bm25_search(bm25_tokens(q) or [EMPTY_TOKEN], ck)
+            bm_ranked = sorted(zip(rows.tolist(), scores.tolist(), strict=True),
+                               key=lambda cs: (-cs[1], self._key(cs[0])))
             fused: dict[int, float] = {}
             dense: dict[int, float] = {}
-            for rank, (cid, s) in enumerate(zip(dense_ids[qi].tolist(), dense_scores[qi].tolist(), strict=True)):
-                if cid < 0:
-                    continue
+            for rank, (cid, s) in enumerate(dense_ranked):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
                 dense[cid] = float(s)
-            rank = 0
-            for cid, s in zip(bm_results.documents[qi].tolist(), bm_results.scores[qi].tolist(), strict=True):
-                if s <= 0:  # no query term in the chunk
-                    continue
+            for rank, (cid, _) in enumerate(bm_ranked):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
-                rank += 1
-            best = sorted(fused, key=lambda c: (-fused[c], c))[:k]
+            best = sorted(fused, key=lambda c: (-fused[c], self._key(c)))[:k]
             hits = []
             for r, cid in enumerate(best):
                 cos = dense.get(cid)
                 if cos is None:
-                    cos = float(np.dot(self.index.faiss_index.reconstruct(int(cid)), qv))
-                hits.append(Hit(self.index.chunks[cid], fused[cid], cos, r))
+                    cos = float(np.dot(index.vector(cid), qv))
+                hits.append(Hit(index.chunk(cid), fused[cid], cos, r))
             out.append(hits)
         return out
+
+    def _key(self, row: int) -> tuple[str, int]:
+        c = self.index.chunk(row)
+        return c.doc_id, c.start
 
     def retrieve(self, question: str, k: int) -> list[Hit]:
         return self.retrieve_batch([question], k)[0]

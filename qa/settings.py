@@ -54,6 +54,18 @@ class Settings(BaseSettings):
         "search at ~0.07 ms per 1,000 chunks per question on 2 cores, so ~3.5 ms here, HNSW under 0.5 ms",
     )
 
+    # Writes (POST/DELETE /documents) go to a journal next to the saved index; past these sizes a
+    # write also saves a fresh full version (and rebuilds FAISS and BM25 when many rows are deleted).
+    journal_compact_fraction: float = Field(
+        default=0.25,
+        gt=0.0,
+        description="journal rows (chunks added or deleted) as a fraction of the saved version's rows, and deleted "
+        "rows as a fraction of all rows, beyond which a write compacts the index",
+    )
+    journal_compact_min_chunks: int = Field(
+        default=10_000, ge=0, description="journal rows below which a write never compacts the index"
+    )
+
     # Reading and answering.
     reader: Literal["auto", "transformers", "span"] = "auto"
     reader_model: str = str(PACKAGED_READER_DIR)

@@ -75,6 +75,7 @@ def test_quick_bench_writes_every_figure(tmp_path: Path, tiny_reader_dir: Path) 
     flat = next(d for d in scale["dense"] if d["kind"] == "flat")
     assert flat["recall_at_10"] == 1.0 and positive(flat["hybrid_p50_ms"])
     assert positive(scale["bm25_p50_ms"]) and positive(scale["index_chunks_per_s"]) and positive(scale["peak_rss_mib"])
+    assert positive(scale["write_p50_ms"]) and scale["write_p95_ms"] >= scale["write_p50_ms"]
     assert scale["bytes_measured"] and positive(scale["bytes_per_chunk"]["vectors"])
     assert positive(scale["bytes_per_chunk"]["index_total"])
 

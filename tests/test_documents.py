@@ -52,7 +52,7 @@ def test_write_survives_a_crash_before_the_index_update(
     def crash(*a: object, **k: object) -> None:
         raise SystemExit("killed")
 
-    monkeypatch.setattr(mod, "build_index", crash)
+    monkeypatch.setattr(mod, "write_record", crash)
     with pytest.raises(SystemExit):
         p.add_document("late", "Written just before the crash.")
     monkeypatch.undo()

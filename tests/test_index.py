@@ -86,7 +86,7 @@ def test_staleness_reasons() -> None:
 
 
 @pytest.mark.parametrize(
-    "victim", ["manifest.json", "chunks.npz", "vectors.faiss", "articles.jsonl", "bm25/params.index.json"]
+    "victim", ["manifest.json", "chunks.npz", "vectors.faiss", "articles.jsonl", "bm25/postings.npz", "bm25/vocab.json"]
 )
 @pytest.mark.parametrize("damage", ["truncate", "garble"])
 def test_corrupt_index_file_is_named_then_rebuilt(tmp_path: Path, seeds_copy: Path, victim: str, damage: str) -> None:

@@ -165,4 +165,4 @@ async def readyz(service: ServiceDep) -> Any:
                             headers={"Retry-After": str(service.api.retry_after_s)})
     idx = service.pipeline.index
     return ReadyOut(ready=True, status="ready", documents=len(idx.articles), chunks=idx.n_chunks,
-                    embed_model=idx.manifest.embed_model, reader=service.pipeline.reader.name)
+                    embed_model=idx.base_manifest.embed_model, reader=service.pipeline.reader.name)

@@ -90,8 +90,8 @@ class Service:
         idx = self.pipeline.index
         if self.status != "ready" or idx is None:
             return self.status
-        return (f"{len(idx.articles)} articles, {idx.n_chunks} chunks, embedding model {idx.manifest.embed_model}, "
-                f"reader {self.pipeline.reader.name}")
+        return (f"{len(idx.articles)} articles, {idx.n_chunks} chunks, "
+                f"embedding model {idx.base_manifest.embed_model}, reader {self.pipeline.reader.name}")
 
     def ready_pipeline(self) -> QAPipeline:
         """The loaded pipeline; 503 while loading or after a failed load."""

@@ -46,5 +46,7 @@ CHUNK_WORDS_MEAN = 110
 CHUNK_WORDS_SD = 15
 CHUNKS_PER_ARTICLE = 8
 QUERY_WORDS = 7
+# Articles written (journal + in-memory append) into each synthetic index for the write timing.
+WRITE_SAMPLES = 20
 
 Say = Callable[[str], None]

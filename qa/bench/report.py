@@ -85,8 +85,9 @@ def format_markdown(report: BenchReport) -> str:
         lines += ["", "| chunks | auto index | BM25 build s | BM25 p50 ms | (of which scoring) | BM25 p95 ms | "
                       "index build s "
                       "(BM25 + auto FAISS) | chunks/s | projected build s with real embedder | peak RSS MiB | "
-                      "bytes/chunk: vectors | metadata | BM25 | index total | articles text |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "bytes/chunk: vectors | metadata | BM25 | index total | articles text | "
+                      "write p50 ms | write p95 ms |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for sc in report.scale:
             per = sc.bytes_per_chunk
             note = "" if sc.bytes_measured else " (extrapolated)"
@@ -96,7 +97,8 @@ def format_markdown(report: BenchReport) -> str:
                 f"{_f(sc.bm25_p95_ms, 2)} | {_f(sc.index_build_s)} | {_f(sc.index_chunks_per_s, 0)} | "
                 f"{_f(sc.projected_build_s_real_embedder, 0)} | {_f(sc.peak_rss_mib, 0)} | "
                 f"{_f(per.get('vectors'), 0)}{note} | {_f(per.get('chunk_metadata'), 0)} | "
-                f"{_f(per.get('bm25'), 0)} | {_f(per.get('index_total'), 0)} | {_f(per.get('articles'), 0)} |")
+                f"{_f(per.get('bm25'), 0)} | {_f(per.get('index_total'), 0)} | {_f(per.get('articles'), 0)} | "
+                f"{_f(sc.write_p50_ms, 2)} | {_f(sc.write_p95_ms, 2)} |")
         lines.append("")
     r = report.reader
     if r is not None:

@@ -112,6 +112,10 @@ class ScaleResult:
     bytes_per_chunk: dict[str, float]
     bytes_measured: bool
     peak_rss_mib: float
+    # One API write into the auto index: journal record (fsynced) + FAISS add + BM25 add, for a
+    # new article of CHUNKS_PER_ARTICLE chunks with its vectors given (embedding not included).
+    write_p50_ms: float | None = None
+    write_p95_ms: float | None = None
 
 
 @dataclass

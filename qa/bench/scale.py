@@ -30,14 +30,17 @@ from qa.bench.config import (
     QUERY_WORDS,
     RECALL_AT,
     TARGET_RECALL,
+    WRITE_SAMPLES,
     ZIPF_EXPONENT,
     ZIPF_VOCAB,
     Say,
 )
 from qa.bench.measure import peak_rss_mib, reset_peak_rss
 from qa.bench.results import BuildResult, DenseRun, ScaleResult
+from qa.bm25 import RowView
 from qa.embed import Embedder
 from qa.index import (
+    EMPTY_TOKEN,
     Manifest,
     SearchIndex,
     bm25_tokens,
@@ -45,7 +48,9 @@ from qa.index import (
     make_bm25,
     make_faiss_index,
     save_index,
+    write_record,
 )
+from qa.journal import PutRecord
 from qa.retrieve import HybridRetriever
 from qa.settings import Settings
 from qa.types import Article, Chunk
@@ -273,16 +278,17 @@ def scale_one(n_chunks: int, settings: Settings, ann: Sequence[str], n_queries: 
     t = time.perf_counter()
     bm25 = make_bm25(chunks)
     bm25_build_s = time.perf_counter() - t
-    tokens = [bm25_tokens(q) or ["\x00empty"] for q in questions]
+    tokens = [bm25_tokens(q) or [EMPTY_TOKEN] for q in questions]
     ck = min(settings.candidates_k, n_chunks)
+    view = RowView(n_chunks, None, n_chunks, int(bm25.doc_lengths(n_chunks).sum()))
     bm_times: list[float] = []
     score_times: list[float] = []
     for tok in tokens:
         t = time.perf_counter()
-        bm25.retrieve([tok], k=ck, show_progress=False, n_threads=1)
+        bm25.top_k(tok, ck, view)
         bm_times.append((time.perf_counter() - t) * 1000.0)
         t = time.perf_counter()
-        bm25.get_scores(tok)  # scoring alone; the rest of retrieve() is top-k selection over every chunk
+        bm25.score(tok, view)  # scoring alone; the rest of top_k() is selecting the best of the scored rows
         score_times.append((time.perf_counter() - t) * 1000.0)
     say(f"  {n_chunks} chunks: BM25 built in {bm25_build_s:.1f} s, p50 {np.median(bm_times):.2f} ms")
 
@@ -297,7 +303,7 @@ def scale_one(n_chunks: int, settings: Settings, ann: Sequence[str], n_queries: 
     flat_build_s = time.perf_counter() - t
     flat_times, _ = _dense_run(flat, qvecs, ck, None)
     _, truth = flat.search(qvecs, RECALL_AT)
-    flat_index = SearchIndex(manifest, by_id, chunks, flat, bm25)
+    flat_index = SearchIndex.create(manifest, by_id, chunks, flat, bm25)
     hyb = _hybrid_run(flat_index, questions, qvecs, settings)
     runs.append(DenseRun("flat", "exact", flat_build_s, float(np.median(flat_times)),
                          float(np.percentile(flat_times, 95)), 1.0, float(np.median(hyb)),
@@ -332,7 +338,7 @@ def scale_one(n_chunks: int, settings: Settings, ann: Sequence[str], n_queries: 
         chosen, role = (product, "product") if product is not None else (
             (good[0], "cheapest meeting recall target") if good else (max(kind_runs), "highest swept"))
         _set_search_param(index, kind, chosen)
-        h = _hybrid_run(SearchIndex(manifest, by_id, chunks, index, bm25), questions, qvecs, settings)
+        h = _hybrid_run(SearchIndex.create(manifest, by_id, chunks, index, bm25), questions, qvecs, settings)
         kind_runs[chosen].hybrid_p50_ms, kind_runs[chosen].hybrid_p95_ms = float(np.median(h)), float(
             np.percentile(h, 95))
         kind_runs[chosen].role = role
@@ -350,8 +356,10 @@ def scale_one(n_chunks: int, settings: Settings, ann: Sequence[str], n_queries: 
     auto_build = next((r.build_s for r in runs if r.kind == auto_kind), flat_build_s)
     index_build_s = bm25_build_s + auto_build
     bytes_per_chunk, measured = _index_bytes(
-        SearchIndex(manifest, by_id, chunks, auto_faiss, bm25), n_chunks, save_max, bytes_hint)
+        SearchIndex.create(manifest, by_id, chunks, auto_faiss, bm25), n_chunks, save_max, bytes_hint)
     projected = (n_chunks / embed_chunks_per_s + index_build_s) if embed_chunks_per_s else None
+    write_times = _bench_writes(SearchIndex.create(manifest, by_id, chunks, auto_faiss, bm25), text, dim)
+    say(f"  {n_chunks} chunks: write p50 {np.median(write_times):.2f} ms")
     return ScaleResult(
         chunks=n_chunks, articles=len(articles), synthetic=SYNTHETIC_DESCRIPTION, generate_s=generate_s,
         bm25_build_s=bm25_build_s, bm25_p50_ms=float(np.median(bm_times)),
@@ -359,8 +367,29 @@ def scale_one(n_chunks: int, settings: Settings, ann: Sequence[str], n_queries: 
         index_build_s=index_build_s,
         index_chunks_per_s=n_chunks / index_build_s, projected_build_s_real_embedder=projected,
         auto_kind=auto_kind, dense=runs, bytes_per_chunk=bytes_per_chunk, bytes_measured=measured,
-        peak_rss_mib=peak,
+        peak_rss_mib=peak, write_p50_ms=float(np.median(write_times)),
+        write_p95_ms=float(np.percentile(write_times, 95)),
     )
+
+
+def _bench_writes(index: SearchIndex, text: ZipfText, dim: int) -> list[float]:
+    """Milliseconds per write of ``WRITE_SAMPLES`` new articles (the last last: it changes ``index``)."""
+    articles, _ = synthetic_corpus(text, WRITE_SAMPLES * CHUNKS_PER_ARTICLE, seed=9)
+    vectors = mixture_vectors(WRITE_SAMPLES * CHUNKS_PER_ARTICLE, dim, seed=10)
+    times = []
+    with tempfile.TemporaryDirectory(prefix="qa-bench-journal-") as tmp:
+        index.path = Path(tmp)  # the journal goes there; nothing else is saved
+        for i, a in enumerate(articles):
+            spans, pos = [], 0
+            for part in a.text.split("\n"):
+                spans.append((pos, pos + len(part)))
+                pos += len(part) + 1
+            rows = vectors[i * CHUNKS_PER_ARTICLE : i * CHUNKS_PER_ARTICLE + len(spans)]
+            record = PutRecord(f"written_{i:04d}", a.text, a.title, None, a.sha256, "", spans, rows)
+            t = time.perf_counter()
+            index = write_record(index, record)
+            times.append((time.perf_counter() - t) * 1000.0)
+    return times
 
 
 def _serialized_bytes(index: Any) -> int:

@@ -1,6 +1,8 @@
 """A full disk during a write: the API answers 507 with the JSON error shape, nothing changes.
 
-ENOSPC is injected at each point of a write, from the article file to the index pointer. After
+ENOSPC is injected at each point of a write: the article file, the journal record (its write,
+its fsync), and each file of a compaction (which then only logs: the write is already in the
+journal). After
 the refusal the article folder and the saved index are exactly as before (a new article's file is
 gone, a replaced or deleted one is back), so a restart finds the index up to date; the server
 goes on answering; and the same write succeeds once space is back. A real full file system (a
@@ -20,6 +22,7 @@ import pytest
 
 import qa.documents
 import qa.index
+import qa.journal
 from qa.corpus import load_corpus
 from qa.index import current_version, load_index, staleness
 from qa.pipeline import QAPipeline
@@ -45,13 +48,29 @@ def _fail_on_fsync_of(name: str) -> Callable[[Path], None]:
     return fsync
 
 
-# (module, attribute, replacement factory): where the disk fills up.
+def _fail_on_journal_write() -> Callable[[int, bytes], None]:
+    """Writes half the record, then fails (what a disk that fills up mid-record does)."""
+    real = qa.journal._write_all
+
+    def write(fd: int, data: bytes) -> None:
+        real(fd, data[: len(data) // 2])
+        _enospc()
+
+    return write
+
+
+# (module, attribute, replacement factory): where the disk fills up during a write.
 FAULTS: dict[str, tuple[object, str, Callable[[], object]]] = {
     "article file": (qa.documents, "write_atomic", lambda: _enospc),
+    "journal write": (qa.journal, "_write_all", _fail_on_journal_write),
+    "journal fsync": (qa.journal, "_fsync", lambda: _enospc),
+}
+# ... and during the compaction that a write past the journal's bound starts.
+COMPACTION_FAULTS: dict[str, tuple[object, str, Callable[[], object]]] = {
     "articles.jsonl": (qa.index, "_fsync_file", lambda: _fail_on_fsync_of("articles.jsonl")),
     "chunks.npz": (qa.index.np, "savez", lambda: _enospc),
     "vectors.faiss": (qa.index, "_fsync_file", lambda: _fail_on_fsync_of("vectors.faiss")),
-    "bm25": (qa.index, "_fsync_file", lambda: _fail_on_fsync_of("params.index.json")),
+    "bm25": (qa.index, "_fsync_file", lambda: _fail_on_fsync_of("postings.npz")),
     "manifest.json": (qa.index, "_fsync_file", lambda: _fail_on_fsync_of("manifest.json")),
     "CURRENT": (qa.index, "write_atomic", lambda: _enospc),
 }
@@ -107,6 +126,27 @@ def test_disk_full_during_a_write_is_507_and_changes_nothing(pipeline: QAPipelin
         else:
             assert c.post("/documents", json={**NEW, "text": ZANZIBAR_TEXT + " Again."}).status_code in (200, 201)
         _assert_consistent(pipeline)
+
+
+@pytest.mark.parametrize("where", COMPACTION_FAULTS)
+def test_disk_full_during_compaction_keeps_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     where: str) -> None:
+    """The write that starts a compaction is acknowledged from the journal; the compaction that
+    fails leaves the previous version and its journal, and the next write compacts."""
+    p = make_pipeline(tmp_path, journal_compact_min_chunks=0, journal_compact_fraction=0.01)
+    target, attr, fault = COMPACTION_FAULTS[where]
+    with make_client(p) as c:
+        version = current_version(p.settings.index_dir)
+        monkeypatch.setattr(target, attr, fault())
+        assert c.post("/documents", json=NEW).status_code == 201
+        assert current_version(p.settings.index_dir) == version  # not compacted
+        _assert_consistent(p)  # the journal has the write
+        assert c.post("/ask", json={"question": ZANZIBAR_QUESTION}).json()["answer"] == "3 March 2031"
+        monkeypatch.undo()
+        assert c.delete(f"/documents/{SEED_ID}").status_code == 200
+        assert current_version(p.settings.index_dir) != version  # compacted now
+        assert not (current_version(p.settings.index_dir) / qa.journal.JOURNAL).exists()
+        _assert_consistent(p)
 
 
 def test_other_storage_errors_are_503_without_paths(pipeline: QAPipeline, monkeypatch: pytest.MonkeyPatch) -> None:

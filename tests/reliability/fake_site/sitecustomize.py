@@ -3,7 +3,9 @@
 ``QA_TEST_FAKE_EMBEDDER=1``: the embedding model is the tests' FakeEmbedder, so the real CLI and
 server start in a second and crash tests spend their time on file writes, not on a model.
 ``QA_TEST_KILL_AT=<file name>``: the process SIGKILLs itself when the index save fsyncs that file
-(``CURRENT``: just before the pointer to the new version is replaced), a crash at an exact point.
+(``CURRENT``: just before the pointer to the new version is replaced), a crash at an exact point;
+``journal.log``: right after a journal record is fsynced; ``journal.log:torn``: after writing half
+of a journal record.
 """
 
 import os
@@ -39,3 +41,22 @@ if _KILL_AT:
 
     qa.index._fsync_file = _fsync_then_maybe_die
     qa.index.write_atomic = _die_before_pointer
+
+    import qa.journal
+
+    _journal_fsync, _journal_write = qa.journal._fsync, qa.journal._write_all
+
+    def _journal_fsync_then_maybe_die(fd: int, path: Path) -> None:
+        _journal_fsync(fd, path)
+        if path.name == _KILL_AT:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _journal_write_maybe_torn(fd: int, data: bytes) -> None:
+        if f"{qa.journal.JOURNAL}:torn" == _KILL_AT:
+            _journal_write(fd, data[: len(data) // 2])
+            os.fsync(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+        _journal_write(fd, data)
+
+    qa.journal._fsync = _journal_fsync_then_maybe_die
+    qa.journal._write_all = _journal_write_maybe_torn
