@@ -48,6 +48,16 @@ def onnx_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where /proc/cpuinfo lists AVX512-BF16 or AMX-BF16 (read without importing torch). There
+    torch's bf16 autocast beats ONNX Runtime's fp32 for the reader (113 vs 150 ms a question here)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(f" {flag}" in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
 def model_key(folder: Path, kind: Kind) -> str:
     """Cache key of a model folder: its resolved path and each file's name, size and mtime."""
     h = hashlib.sha256(f"{kind}\0{folder.resolve()}".encode())
@@ -136,6 +146,29 @@ def _prune(cache_dir: Path, source: dict[str, str], keep: Path) -> None:
             continue
         if same:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def quantized(path: Path) -> Path:
+    """An int8 copy of the exported model at ``path`` (ONNX Runtime dynamic quantisation of the
+    MatMul weights, per channel), made once beside it."""
+    out = path.with_name("model.int8.onnx")
+    if out.is_file():
+        return out
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = path.with_name(f".model.int8.{uuid.uuid4().hex}.onnx")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs advice on other model kinds at WARNING
+    try:
+        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(tmp, out)
+    except Exception as e:
+        raise ModelUnavailable(f"cannot quantise {path} ({type(e).__name__}: {e}); set QA_READER_PRECISION=fp32") from e
+    finally:
+        root.setLevel(level)
+        tmp.unlink(missing_ok=True)
+    return out
 
 
 def open_session(path: Path) -> Any:

@@ -28,8 +28,8 @@ class Settings(BaseSettings):
     backend: Literal["auto", "onnx", "torch"] = Field(
         default="auto",
         description="runtime of the embedding and QA models: onnx (ONNX Runtime on an export cached in "
-        "onnx_cache_dir; no torch import, so a cold ask starts seconds sooner), torch, or auto (onnx where "
-        "onnxruntime is installed and the model is a local folder it can export)",
+        "onnx_cache_dir; no torch import, so a cold ask starts seconds sooner), torch, or auto: the embedder on "
+        "onnx; the reader on torch bf16 where the CPU has native bf16 (faster once warm), else on onnx",
     )
     onnx_cache_dir: Path | None = Field(
         default=None, description="where ONNX exports are cached; default $XDG_CACHE_HOME/article-qa/onnx"
@@ -71,11 +71,12 @@ class Settings(BaseSettings):
     reader_model: str = str(PACKAGED_READER_DIR)
     reader_max_length: int = Field(default=256, ge=32)
     reader_stride: int = Field(default=96, ge=0)
-    reader_precision: Literal["auto", "fp32", "bf16"] = Field(
+    reader_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto",
-        description="arithmetic of the QA model's forward pass on CPU: fp32, bf16 autocast, or auto (bf16 where the "
-        "CPU has bf16 instructions, which makes it about 1.5x faster at the same validation F1; fp32 elsewhere). "
-        "Dynamic int8 was measured and rejected: a third of the answers changed",
+        description="arithmetic of the QA model's forward pass on CPU. torch backend: fp32, bf16 autocast, or auto "
+        "(bf16 where the CPU has bf16 instructions, about 1.5x faster at the same validation F1; fp32 elsewhere). "
+        "onnx backend: fp32 (auto) or int8 (ONNX Runtime dynamic quantisation, per channel, of a cached copy). "
+        "torch's dynamic int8 was measured and rejected: a third of the answers changed",
     )
     reader_n_best: int = Field(default=20, ge=1)
     max_answer_tokens: int = Field(default=30, ge=1)

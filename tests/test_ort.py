@@ -111,3 +111,25 @@ def test_spacy_imports_without_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"  # torch still imports afterwards
+
+
+def test_auto_backend_puts_the_reader_where_it_is_fastest(
+    tiny_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qa.read.transformers_reader as tr
+
+    def reader(**kw: object) -> TransformersReader:
+        kw.setdefault("backend", "auto")
+        r = TransformersReader(Settings(reader_model=str(tiny_dir), onnx_cache_dir=cache, reader_type_weight=0.0,
+                                        **kw))  # type: ignore[arg-type]
+        r.load()
+        return r
+
+    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: True)
+    assert reader()._model is not None  # torch bf16 beats ONNX Runtime fp32 there
+    int8 = reader(reader_precision="int8")
+    assert int8._session is not None and int8.precision == "onnx int8"
+    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: False)
+    assert reader()._session is not None
+    with pytest.raises(ModelUnavailable, match="int8 runs on ONNX Runtime"):
+        reader(reader_precision="int8", backend="torch")

@@ -147,7 +147,8 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
 
     # The floor is the forward pass in the reader's own runtime and arithmetic.
     on_onnx = getattr(reader, "_session", None) is not None
-    precision = "onnx fp32" if on_onnx else resolve_precision(settings.reader_precision)
+    precision = str(getattr(reader, "precision", "onnx fp32")) if on_onnx else resolve_precision(
+        settings.reader_precision)
     floor = forward_onnx if on_onnx else forward_with(model, bf16=precision == "bf16")
     timed: dict[str, Callable[[], None]] = {"ours": ours, "pipe": pipe, "fwd": floor,
                                             "tok": tokenize, "fp32": forward_with(model),

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from qa.errors import ModelUnavailable
-from qa.ort import onnx_available
+from qa.ort import cpu_has_native_bf16, onnx_available
 from qa.read.answer_types import AnswerTyper
 from qa.settings import Settings
 from qa.types import Chunk, Hit, Reading, Span
@@ -177,11 +177,17 @@ class TransformersReader:
             raise ModelUnavailable(f"reader model {name!r} has no fast tokenizer (needed for offsets); {hint}")
         self._tokenizer = tokenizer
         self._model = model.float().eval()
+        if self.settings.reader_precision == "int8":
+            raise ModelUnavailable("QA_READER_PRECISION=int8 runs on ONNX Runtime; set QA_BACKEND=onnx (or auto)")
         self.precision = resolve_precision(self.settings.reader_precision)
 
     def _use_onnx(self, local: Path) -> bool:
+        """onnx/torch as set; ``auto``: torch where it runs bf16 natively (faster warm) unless int8 is
+        asked for, ONNX Runtime elsewhere (faster than torch fp32, and no torch import)."""
         backend = self.settings.backend
         if backend == "torch":
+            return False
+        if backend == "auto" and self.settings.reader_precision in ("auto", "bf16") and cpu_has_native_bf16():
             return False
         exportable = local.is_dir() and (local / "tokenizer.json").is_file()
         if backend == "onnx" and not exportable:
@@ -193,11 +199,13 @@ class TransformersReader:
     def _load_onnx(self, folder: Path) -> None:
         from tokenizers import Tokenizer
 
-        from qa.ort import default_cache_dir, onnx_model, open_session
+        from qa.ort import default_cache_dir, onnx_model, open_session, quantized
 
         s = self.settings
         cache = s.onnx_cache_dir if s.onnx_cache_dir is not None else default_cache_dir()
-        session = open_session(onnx_model(folder, "qa", cache, self.notify))
+        path = onnx_model(folder, "qa", cache, self.notify)
+        int8 = s.reader_precision == "int8"
+        session = open_session(quantized(path) if int8 else path)
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=s.reader_max_length, stride=s.reader_stride, strategy="only_second")
@@ -207,7 +215,7 @@ class TransformersReader:
         self._fast, self._plain = tokenizer, plain
         self._pad_id = tokenizer.token_to_id("[PAD]") or 0
         self._inputs = [i.name for i in session.get_inputs()]
-        self.precision = "fp32"
+        self.precision = "onnx int8" if int8 else "onnx fp32"
         self._session = session
 
     def read(self, question: str, hits: Sequence[Hit]) -> Reading:
