@@ -43,8 +43,9 @@ COPY --chown=10001:10001 seeds/ seeds/
 COPY --chown=10001:10001 index/README.md index/
 USER 10001:10001
 
-# The seed index, built now, and one question answered: that exports both models to ONNX once
-# (into /app/onnx), so the container is ready seconds after it starts, without importing torch.
+# The seed index, built now, and one question answered: that exports the models that run on ONNX
+# Runtime (the embedder; the reader too on CPUs without native bf16) once, into /app/onnx, so the
+# container is ready seconds after it starts.
 RUN qa index build seeds/ \
     && ask --json "When was the second Istanbul round?" > /dev/null
 
