@@ -161,6 +161,9 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
         from qa.pipeline import validate_question
 
         settings = _settings(args)
+        if "QA_FAST_START" not in os.environ:
+            # One question per process: start-up is the whole wait, so no torch import (see Settings).
+            settings = settings.model_copy(update={"fast_start": True})
         question = validate_question(" ".join(args.question), settings.max_question_chars)
         answer = _load_pipeline(settings, args.corpus).ask(question)
         if args.json:

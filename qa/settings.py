@@ -31,6 +31,12 @@ class Settings(BaseSettings):
         "onnx_cache_dir; no torch import, so a cold ask starts seconds sooner), torch, or auto: the embedder on "
         "onnx; the reader on torch bf16 where the CPU has native bf16 (faster once warm), else on onnx",
     )
+    fast_start: bool = Field(
+        default=False,
+        description="with backend auto, run the reader on onnx even where torch bf16 is faster once warm: a "
+        "cold start without torch takes about 3 s instead of 7 s here. `ask` (one question per process) turns it "
+        "on unless QA_FAST_START is set; servers and evaluations keep the faster warm reader",
+    )
     onnx_cache_dir: Path | None = Field(
         default=None, description="where ONNX exports are cached; default $XDG_CACHE_HOME/article-qa/onnx"
     )

@@ -97,3 +97,23 @@ def test_ask_never_dispatches_to_training(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as exit_info:
         ask_main(["train-reader", "--help"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("usage: ask")
+
+
+@pytest.mark.parametrize(("env", "want"), [(None, True), ("false", False), ("true", True)])
+def test_ask_starts_fast_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch, env: str | None, want: bool) -> None:
+    """`ask` answers one question per process: it asks for the runtime that starts fastest."""
+    import qa.cli
+
+    seen = []
+
+    def fake_load(settings, corpus):  # type: ignore[no-untyped-def]
+        seen.append(settings.fast_start)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qa.cli, "_load_pipeline", fake_load)
+    if env is None:
+        monkeypatch.delenv("QA_FAST_START", raising=False)
+    else:
+        monkeypatch.setenv("QA_FAST_START", env)
+    qa.cli.ask_main(["Who leads?"])
+    assert seen == [want]

@@ -127,6 +127,7 @@ def test_auto_backend_puts_the_reader_where_it_is_fastest(
 
     monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: True)
     assert reader()._model is not None  # torch bf16 beats ONNX Runtime fp32 there
+    assert reader(fast_start=True)._session is not None  # but starting without torch comes first
     int8 = reader(reader_precision="int8")
     assert int8._session is not None and int8.precision == "onnx int8"
     monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: False)

@@ -182,12 +182,13 @@ class TransformersReader:
         self.precision = resolve_precision(self.settings.reader_precision)
 
     def _use_onnx(self, local: Path) -> bool:
-        """onnx/torch as set; ``auto``: torch where it runs bf16 natively (faster warm) unless int8 is
-        asked for, ONNX Runtime elsewhere (faster than torch fp32, and no torch import)."""
+        """onnx/torch as set; ``auto``: torch where it runs bf16 natively (faster warm) unless int8 or
+        ``fast_start`` is asked for, ONNX Runtime elsewhere (faster than torch fp32, no torch import)."""
         backend = self.settings.backend
         if backend == "torch":
             return False
-        if backend == "auto" and self.settings.reader_precision in ("auto", "bf16") and cpu_has_native_bf16():
+        warm_first = not self.settings.fast_start and self.settings.reader_precision in ("auto", "bf16")
+        if backend == "auto" and warm_first and cpu_has_native_bf16():
             return False
         exportable = local.is_dir() and (local / "tokenizer.json").is_file()
         if backend == "onnx" and not exportable:
