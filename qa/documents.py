@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.corpus import ARTICLE_SUFFIXES
+from qa.durable import fsync_dir
 from qa.errors import InvalidDocument
 from qa.index import write_atomic
 
@@ -120,7 +121,7 @@ def restore_previous(corpus_dir: Path, doc_id: str, previous: Previous | None) -
         os.replace(previous.kept, previous.path)
     else:
         article_path(corpus_dir, doc_id).unlink(missing_ok=True)
-    _fsync_dir(corpus_dir)
+    fsync_dir(corpus_dir)
 
 
 def discard_previous(previous: Previous | None) -> None:
@@ -128,14 +129,6 @@ def discard_previous(previous: Previous | None) -> None:
         previous.kept.unlink(missing_ok=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def delete_article(corpus_dir: Path, doc_id: str) -> bool:
@@ -144,5 +137,5 @@ def delete_article(corpus_dir: Path, doc_id: str) -> bool:
     if not path.is_file():
         return False
     path.unlink()
-    _fsync_dir(corpus_dir)
+    fsync_dir(corpus_dir)
     return True

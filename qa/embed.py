@@ -188,7 +188,7 @@ class OnnxEmbedder:
             return
         from tokenizers import Tokenizer
 
-        from qa.ort import default_cache_dir, onnx_model, open_session
+        from qa.ort import cache_dir, onnx_model, open_session
 
         path = Path(resolve_model_path(self.name))
         max_len = mean_pooling_folder(path) if path.is_dir() else None
@@ -197,8 +197,7 @@ class OnnxEmbedder:
                 f"embedding model {self.name!r} is not a local mean-pooling sentence-transformers folder; "
                 "set QA_BACKEND=torch"
             )
-        cache = self.cache_dir if self.cache_dir is not None else default_cache_dir()
-        session = open_session(onnx_model(path, "encoder", cache, self.notify))
+        session = open_session(onnx_model(path, "encoder", cache_dir(self.cache_dir), self.notify))
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         tokenizer.enable_truncation(max_length=max_len)
         tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0)

@@ -29,6 +29,7 @@ import numpy as np
 from qa import journal
 from qa.bm25 import BM25, RowView
 from qa.chunk import chunk_article
+from qa.durable import fsync_dir
 from qa.embed import Embedder
 from qa.errors import IndexCorrupt, IndexMissing
 from qa.journal import JOURNAL, DeleteRecord, PutRecord, Record
@@ -611,9 +612,6 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # some file systems refuse to fsync directories
-        _fsync_file(path)
 
 
 def _sha256_file(path: Path) -> str:
@@ -635,7 +633,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def save_index(index: SearchIndex, index_dir: Path | str) -> Path:
@@ -682,11 +680,11 @@ def save_index(index: SearchIndex, index_dir: Path | str) -> Path:
         manifest = dataclasses.replace(index.manifest, files=files)
         (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
         _fsync_file(tmp / MANIFEST)
-        _fsync_dir(tmp / BM25_DIR)
-        _fsync_dir(tmp)
+        fsync_dir(tmp / BM25_DIR)
+        fsync_dir(tmp)
         final = index_dir / name
         os.replace(tmp, final)
-        _fsync_dir(index_dir)
+        fsync_dir(index_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

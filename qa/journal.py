@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from qa.durable import fsync_dir
 from qa.errors import IndexCorrupt
 
 log = logging.getLogger(__name__)
@@ -151,13 +152,6 @@ def _fsync(fd: int, path: Path) -> None:
     os.fsync(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        with contextlib.suppress(OSError):  # some file systems refuse to fsync directories
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def append(path: Path, record: Record) -> int:
@@ -169,7 +163,7 @@ def append(path: Path, record: Record) -> int:
     frame = encode(record)
     if not path.exists():  # the file's name must be durable before any record in it is acknowledged
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
         start = os.fstat(fd).st_size

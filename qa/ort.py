@@ -41,6 +41,11 @@ def default_cache_dir() -> Path:
     return Path(base) / "article-qa" / "onnx"
 
 
+def cache_dir(setting: Path | None) -> Path:
+    """The ``onnx_cache_dir`` setting, or the default where it is unset."""
+    return setting if setting is not None else default_cache_dir()
+
+
 def onnx_available() -> bool:
     """True when onnxruntime can be imported (checked without importing it)."""
     import importlib.util

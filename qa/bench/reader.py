@@ -113,10 +113,9 @@ def bench_reader(reader: Reader, settings: Settings, questions: Sequence[str], h
     int8 = _int8_model(model)
     session: Any = getattr(reader, "_session", None)  # the reader's ONNX Runtime session, if it runs on one
     if session is None and onnx_available() and Path(settings.reader_model).is_dir():
-        from qa.ort import default_cache_dir, onnx_model, open_session
+        from qa.ort import cache_dir, onnx_model, open_session
 
-        cache = settings.onnx_cache_dir if settings.onnx_cache_dir is not None else default_cache_dir()
-        session = open_session(onnx_model(Path(settings.reader_model), "qa", cache))
+        session = open_session(onnx_model(Path(settings.reader_model), "qa", cache_dir(settings.onnx_cache_dir)))
     onnx_windows = ([{i.name: w[i.name].numpy() for i in session.get_inputs()} for w in windows]
                     if session is not None else [])
 

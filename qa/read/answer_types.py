@@ -180,13 +180,17 @@ class AnswerTyper:
     def load(self) -> None:
         self.parser.load()
 
+    def _parse(self, spans: list[tuple[Chunk, int, int]]) -> dict[tuple[str, int, int], Any]:
+        """The spaCy parse of each distinct chunk of ``spans``, by ``(doc_id, start, end)``."""
+        chunks = list({(c.doc_id, c.start, c.end): c for c, _, _ in spans}.values())
+        return dict(zip([(c.doc_id, c.start, c.end) for c in chunks], self.parser.parse(chunks), strict=True))
+
     def widen(self, question: str, spans: list[tuple[Chunk, int, int]]) -> list[tuple[int, int]]:
         """Each ``(chunk, start, end)`` widened to the named entity it lies inside ("June" in "the 2nd
         of June"), where that entity fits what the question asks for; else left as it is."""
         if not spans or not is_typed(question):
             return [(s, e) for _, s, e in spans]
-        chunks = list({(c.doc_id, c.start, c.end): c for c, _, _ in spans}.values())
-        docs = dict(zip([(c.doc_id, c.start, c.end) for c in chunks], self.parser.parse(chunks), strict=True))
+        docs = self._parse(spans)
         head = wh_head(question)
         out = []
         for chunk, s, e in spans:
@@ -204,8 +208,7 @@ class AnswerTyper:
         """``type_fit`` of each ``(chunk, start, end)`` (chunk character offsets)."""
         if not spans or not is_typed(question):
             return [None] * len(spans)
-        chunks = list({(c.doc_id, c.start, c.end): c for c, _, _ in spans}.values())
-        docs = dict(zip([(c.doc_id, c.start, c.end) for c in chunks], self.parser.parse(chunks), strict=True))
+        docs = self._parse(spans)
         head = wh_head(question)
         out: list[float | None] = []
         for chunk, s, e in spans:

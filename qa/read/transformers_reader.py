@@ -200,11 +200,10 @@ class TransformersReader:
     def _load_onnx(self, folder: Path) -> None:
         from tokenizers import Tokenizer
 
-        from qa.ort import default_cache_dir, onnx_model, open_session, quantized
+        from qa.ort import cache_dir, onnx_model, open_session, quantized
 
         s = self.settings
-        cache = s.onnx_cache_dir if s.onnx_cache_dir is not None else default_cache_dir()
-        path = onnx_model(folder, "qa", cache, self.notify)
+        path = onnx_model(folder, "qa", cache_dir(s.onnx_cache_dir), self.notify)
         int8 = s.reader_precision == "int8"
         session = open_session(quantized(path) if int8 else path)
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
