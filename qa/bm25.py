@@ -23,6 +23,14 @@ POSTINGS = "postings.npz"
 # Sum scores in an array of every row when the query's postings exceed 1/this of the rows
 # (cheaper than sorting them); the results are identical either way.
 DENSE_ACCUMULATE_RATIO = 16
+# The pruned walk in BM25.top_k gives up for the full one once the postings it walked exceed
+# 1/this of the rows.
+PRUNE_WALK_RATIO = 16
+# Rows outside the walked postings score at most the sum of the other terms' idfs; float32 rounding
+# of a contribution (three operations) and of the float64 sums stays far below this factor.
+BOUND_SLACK = 1.0 + 1e-4
+# See the end of BM25.top_k.
+SAMPLE_STRIDE = 16
 
 
 @dataclass(frozen=True)
@@ -118,63 +126,66 @@ class BM25:
         return self._doc_len[:n_rows]
 
     # ------------------------------------------------------------ scoring
-    def _postings(self, tid: int, view: RowView) -> tuple[np.ndarray, np.ndarray]:
-        parts_d, parts_t = [], []
+    def _query_terms(self, tokens: Sequence[str], view: RowView) -> tuple[dict[int, _QueryTerm], list[int]]:
+        """The query's terms that occur in a live row of the view, and their ids in query order
+        (a repeated query term counts again, as in bm25s)."""
+        terms: dict[int, _QueryTerm] = {}
+        order: list[int] = []
+        for term in tokens:
+            tid = self.vocab.get(term)
+            if tid is None:
+                continue
+            q = terms.get(tid)
+            if q is None:
+                q = terms[tid] = self._query_term(tid, view)
+            if q.df:
+                q.count += 1
+                order.append(tid)
+        return terms, order
+
+    def _query_term(self, tid: int, view: RowView) -> _QueryTerm:
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
         if tid < self._n_base_terms:
             lo, hi = self._ptr[tid], self._ptr[tid + 1]
-            parts_d.append(self._docs[lo:hi])
-            parts_t.append(self._tf[lo:hi])
+            parts.append((self._docs[lo:hi], self._tf[lo:hi]))
         extra = self._extra.get(tid)
         if extra is not None:
             d = extra.docs[: extra.n]
             cut = int(np.searchsorted(d, view.n_rows))  # appended in row order
-            parts_d.append(d[:cut])
-            parts_t.append(extra.tf[:cut])
-        if not parts_d:
-            return np.empty(0, np.int32), np.empty(0, np.float32)
-        docs = parts_d[0] if len(parts_d) == 1 else np.concatenate(parts_d)
-        tf = parts_t[0] if len(parts_t) == 1 else np.concatenate(parts_t)
-        if view.alive is not None:
-            keep = view.alive[docs]
-            docs, tf = docs[keep], tf[keep]
-        return docs, tf
+            parts.append((d[:cut], extra.tf[:cut]))
+        return _QueryTerm([p for p in parts if len(p[0])], view)
 
     def score(self, tokens: Sequence[str], view: RowView) -> tuple[np.ndarray, np.ndarray]:
         """Rows holding at least one query term, and their BM25 scores, row order (per-term scores in
         float32 as bm25s computes them, summed in float64)."""
+        summed = self._sum(tokens, view)
+        if isinstance(summed, np.ndarray):
+            rows = np.flatnonzero(summed)  # every contribution is > 0 (idf > 0, tf > 0)
+            return rows.astype(np.int64), summed[rows]
+        return summed
+
+    def _sum(self, tokens: Sequence[str], view: RowView) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Every row's score: as an array over all rows (0 where no term occurs) when the query's
+        postings are many, else as (rows, scores) of the rows holding a term, row order."""
+        empty = np.empty(0, np.int64), np.empty(0, np.float64)
         if view.n_live == 0:
-            return np.empty(0, np.int64), np.empty(0, np.float64)
+            return empty
+        terms, order = self._query_terms(tokens, view)
         norm = self._row_norm(view)
-        per_term: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        hits: list[tuple[np.ndarray, np.ndarray]] = []
-        for term in tokens:  # a repeated query term counts again, as in bm25s
-            tid = self.vocab.get(term)
-            if tid is None:
-                continue
-            if tid not in per_term:
-                docs, tf = self._postings(tid, view)
-                df = len(docs)
-                if df:
-                    idf = np.float32(np.log(1.0 + (view.n_live - df + 0.5) / (df + 0.5)))
-                    per_term[tid] = (docs, tf * idf / (norm[docs] + tf))
-                else:
-                    per_term[tid] = (docs, np.empty(0, np.float64))
-            docs, s = per_term[tid]
-            if len(docs):
-                hits.append((docs, s))
+        scored = {tid: q.scored(norm) for tid, q in terms.items() if q.df}
+        hits = [scored[tid] for tid in order]
         if not hits:
-            return np.empty(0, np.int64), np.empty(0, np.float64)
+            return empty
         if len(hits) == 1:
-            return hits[0][0].astype(np.int64), hits[0][1]
+            return hits[0][0].astype(np.int64), hits[0][1].astype(np.float64)
         # Both ways add each row's contributions in query-term order, starting from 0.0, so the
         # sums are the same bits whichever is taken and whatever the row ids.
         total = sum(len(d) for d, _ in hits)
         if total * DENSE_ACCUMULATE_RATIO > view.n_rows:
             acc = np.zeros(view.n_rows, dtype=np.float64)
             for docs, s in hits:
-                acc[docs] += s  # a term's rows are distinct
-            rows = np.flatnonzero(acc)  # every contribution is > 0 (idf > 0, tf > 0)
-            return rows.astype(np.int64), acc[rows]
+                acc[docs.astype(np.intp)] += s  # a term's rows are distinct
+            return acc
         urows, inverse = np.unique(np.concatenate([d for d, _ in hits]), return_inverse=True)
         return urows.astype(np.int64), np.bincount(inverse, weights=np.concatenate([s for _, s in hits]))
 
@@ -189,14 +200,55 @@ class BM25:
         return norm
 
     def top_k(self, tokens: Sequence[str], k: int, view: RowView) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``k`` rows with a positive score, best first (ties: lower row first)."""
-        rows, scores = self.score(tokens, view)
-        if len(rows) > k:
-            kth = scores[np.argpartition(scores, len(scores) - k)[len(scores) - k]]
-            keep = np.flatnonzero(scores >= kth)  # ties at the cut too, so that lower rows win them
-            rows, scores = rows[keep], scores[keep]
-        order = np.lexsort((rows, -scores))[:k]
-        return rows[order], scores[order]
+        """Up to ``k`` rows with a positive score, best first (ties: lower row first).
+
+        The rows and score bits of ranking every row by :meth:`score`, found without scoring every
+        row (the MaxScore bound): the rows holding the query's rarest terms are scored in full,
+        their common terms looked up by binary search, and the common terms' long postings are not
+        walked once the sum of their largest possible contributions (each at most its idf) is below
+        the k-th best score found. A query whose rare terms do not settle the top k is scored
+        in full, as before.
+        """
+        if view.n_live == 0 or k < 1:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        terms, order = self._query_terms(tokens, view)
+        if not order:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        # Largest possible contribution first; ``outside[i]`` bounds the score of rows that hold
+        # none of ``ranked[:i]``.
+        ranked = sorted((terms[t] for t in dict.fromkeys(order)), key=lambda q: (-q.bound, q.df))
+        outside = [sum(q.bound for q in ranked[i:]) for i in range(len(ranked))]
+        norm = self._row_norm(view)
+        rows: np.ndarray = np.empty(0, np.int32)  # rows scored so far, in full
+        acc: np.ndarray = np.empty(0, np.float64)
+        walked = 0
+        for j, q in enumerate(ranked[:-1]):
+            walked += q.df
+            if walked * PRUNE_WALK_RATIO > view.n_rows:
+                break  # as dear as scoring every row
+            new, own = q.scored(norm)
+            fresh = np.ones(len(new), dtype=bool)
+            for earlier in ranked[:j]:
+                fresh &= ~earlier.holds(new)  # rows holding an earlier term are scored already
+            new, own = new[fresh], own[fresh]
+            part = np.zeros(len(new), dtype=np.float64)
+            for tid in order:  # each row's contributions added in query-term order, as score() does
+                part += own if terms[tid] is q else terms[tid].lookup(new, norm)
+            rows, acc = np.concatenate([rows, new]), np.concatenate([acc, part])
+            if len(rows) < k:
+                continue  # no k-th score to bound the rest with yet
+            kth = acc[np.argpartition(acc, len(acc) - k)[len(acc) - k]]
+            if outside[j + 1] * BOUND_SLACK < kth:
+                return best_rows(rows.astype(np.int64), acc, k)
+        summed = self._sum(tokens, view)
+        if not isinstance(summed, np.ndarray):
+            return best_rows(*summed, k)
+        # Rows scoring at least the k-th best of a 1/SAMPLE_STRIDE sample of rows: a few times k
+        # rows, found without listing every row that holds a term.
+        sample = summed[::SAMPLE_STRIDE]
+        floor = sample[np.argpartition(sample, len(sample) - k)[len(sample) - k]] if len(sample) > k else 0.0
+        rows = np.flatnonzero(summed >= floor) if floor > 0 else np.flatnonzero(summed)
+        return best_rows(rows.astype(np.int64), summed[rows], k)
 
     # ------------------------------------------------------------ persistence
     def save(self, folder: Path, alive: np.ndarray | None) -> list[Path]:
@@ -233,8 +285,88 @@ class BM25:
         if (len(ptr) != len(terms) + 1 or ptr[0] != 0 or ptr[-1] != len(docs) or len(tf) != len(docs)
                 or np.any(np.diff(ptr) < 0) or (len(docs) and (docs.min() < 0 or docs.max() >= len(doc_len)))):
             raise ValueError(f"{folder / POSTINGS} does not match {VOCAB}")
+        if len(docs) > 1:  # top_k looks rows up by binary search in each term's postings
+            ascending = np.diff(docs) > 0
+            starts = ptr[1:-1]
+            ascending[starts[(starts > 0) & (starts < len(docs))] - 1] = True  # a new term may start lower
+            if not ascending.all():
+                raise ValueError(f"{folder / POSTINGS}: a term's postings are not in row order")
         vocab = {t: i for i, t in enumerate(terms)}
         if len(vocab) != len(terms):
             raise ValueError(f"{folder / VOCAB} repeats a term")
         return cls(vocab, ptr.astype(np.int64), docs.astype(np.int32), tf.astype(np.float32),
                    doc_len.astype(np.int32))
+
+
+class _QueryTerm:
+    """One query term over one view: its postings as row-sorted parts (not yet filtered by
+    ``alive``), its live document frequency and idf, and how often the query holds it."""
+
+    __slots__ = ("alive", "count", "df", "idf", "parts")
+
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]], view: RowView) -> None:
+        self.parts = parts
+        self.alive = view.alive
+        if view.alive is None:
+            self.df = sum(len(d) for d, _ in parts)
+        else:
+            self.df = sum(int(np.count_nonzero(view.alive[d])) for d, _ in parts)
+        self.idf = np.float32(np.log(1.0 + (view.n_live - self.df + 0.5) / (self.df + 0.5)))
+        self.count = 0
+
+    @property
+    def bound(self) -> float:
+        """The most this term adds to a row's score: tf / (norm + tf) < 1, so idf per occurrence."""
+        return float(self.idf) * self.count
+
+    def _live(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self.alive is None:
+            return self.parts
+        out = []
+        for d, tf in self.parts:
+            keep = self.alive[d]
+            out.append((d[keep], tf[keep]))
+        return out
+
+    def scored(self, norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Live rows holding the term, and the term's float32 score in each."""
+        live = self._live()
+        docs = live[0][0] if len(live) == 1 else np.concatenate([d for d, _ in live])
+        tf = live[0][1] if len(live) == 1 else np.concatenate([t for _, t in live])
+        return docs, tf * self.idf / (norm[docs] + tf)
+
+    def _find(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each part: which of ``rows`` it holds, and where."""
+        found = []
+        for docs, _ in self.parts:
+            pos = np.searchsorted(docs, rows)
+            hit = pos < len(docs)
+            hit[hit] = docs[pos[hit]] == rows[hit]
+            found.append((hit, pos[hit]))
+        return found
+
+    def holds(self, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` (live) hold the term."""
+        out = np.zeros(len(rows), dtype=bool)
+        for hit, _ in self._find(rows):
+            out |= hit
+        return out
+
+    def lookup(self, rows: np.ndarray, norm: np.ndarray) -> np.ndarray:
+        """The term's score in each of ``rows`` (live), 0 where it does not occur: the same float32
+        bits as :meth:`scored`, element by element."""
+        out = np.zeros(len(rows), dtype=np.float32)
+        for (hit, pos), (_, tf) in zip(self._find(rows), self.parts, strict=True):
+            t = tf[pos]
+            out[hit] = t * self.idf / (norm[rows[hit]] + t)
+        return out
+
+
+def best_rows(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of scored rows, best first, ties to the lower row (rows in ascending order)."""
+    if len(rows) > k:
+        kth = scores[np.argpartition(scores, len(scores) - k)[len(scores) - k]]
+        keep = np.flatnonzero(scores >= kth)  # ties at the cut too, so that lower rows win them
+        rows, scores = rows[keep], scores[keep]
+    order = np.lexsort((rows, -scores))[:k]
+    return rows[order], scores[order]
