@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from qa.chunk import sentence_around
 from qa.squad_metrics import normalize_answer
@@ -23,7 +23,7 @@ def assemble(
     answer; its citations list every supporting span, best first, and ``citations[0].text`` is
     the answer as written there.
     """
-    retrieved = list(dict.fromkeys(h.chunk.doc_id for h in hits))
+    retrieved = retrieved_articles(hits)
     groups: dict[str, list[Span]] = {}
     for sp in reading.spans:
         key = normalize_answer(sp.text) or sp.text.strip()
@@ -51,3 +51,8 @@ def assemble(
         if len(citations) >= max_citations:
             break
     return Answer(question, best[0].text, score, citations, retrieved, list(hits))
+
+
+def retrieved_articles(hits: Sequence[Hit]) -> list[str]:
+    """The articles of ``hits``, in order of their first passage."""
+    return list(dict.fromkeys(h.chunk.doc_id for h in hits))

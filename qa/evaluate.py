@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from qa.answer import assemble
+from qa.answer import assemble, retrieved_articles
 from qa.corpus import make_article
 from qa.embed import Embedder, make_embedder
 from qa.errors import InvalidQuestion, QAError
@@ -304,8 +304,12 @@ def compute_metrics(
     reader: str,
     wall_s: float,
     retrieval: bool = True,
+    rankings: Sequence[Sequence[str]] | None = None,
 ) -> EvalMetrics:
-    """All metrics of a run; ``retrieval=False`` (closed mode) leaves the retrieval ones None."""
+    """All metrics of a run; ``retrieval=False`` (closed mode) leaves the retrieval ones None.
+
+    Retrieval is scored on ``rankings`` (each question's retrieved articles, best first) where
+    given, else on the articles of the passages each answer read."""
     if len(golds) != len(answers):
         raise ValueError(f"got {len(answers)} predictions for {len(golds)} questions")
     if not golds:
@@ -314,7 +318,10 @@ def compute_metrics(
     has = [s for s, g in zip(scores, golds, strict=True) if g.answerable]
     no = [s for s, g in zip(scores, golds, strict=True) if not g.answerable]
     precision, recall = abstention_precision_recall([a.text is None for a in answers], [g.answerable for g in golds])
-    ranks = [gold_rank(a.retrieved, g.doc_ids) for a, g in zip(answers, golds, strict=True) if g.answerable]
+    ranked = rankings if rankings is not None else [a.retrieved for a in answers]
+    if len(ranked) != len(golds):
+        raise ValueError(f"got {len(ranked)} rankings for {len(golds)} questions")
+    ranks = [gold_rank(r, g.doc_ids) for r, g in zip(ranked, golds, strict=True) if g.answerable]
     latencies = [a.latency_ms for a in answers]
     return EvalMetrics(
         mode=mode,
@@ -570,6 +577,20 @@ def _ask_batches(
     )
 
 
+def retrieval_rankings(pipeline: QAPipeline, golds: Sequence[GoldQuestion], batch_size: int = 64) -> list[list[str]]:
+    """Each question's articles among its first ``max(RECALL_AT)`` retrieved passages, best first:
+    retrieval recall is measured at that depth whatever number of passages the reader reads."""
+    retriever = pipeline.retriever
+    if retriever is None:
+        raise RuntimeError("the pipeline has no index loaded")
+    out: list[list[str]] = []
+    for i in range(0, len(golds), batch_size):
+        questions = [g.question for g in golds[i : i + batch_size]]
+        for hits in retriever.retrieve_batch(questions, max(RECALL_AT)):
+            out.append(retrieved_articles(hits))
+    return out
+
+
 def _eval_testset(
     golds: list[GoldQuestion],
     args: argparse.Namespace,
@@ -593,7 +614,8 @@ def _eval_testset(
             "retrieval and citation support will count them as misses"
         )
     answers, wall = _ask_batches(pipeline, golds, args, sink)
-    return answers, compute_metrics(golds, answers, texts, mode="testset", reader=label, wall_s=wall)
+    return answers, compute_metrics(golds, answers, texts, mode="testset", reader=label, wall_s=wall,
+                                    rankings=retrieval_rankings(pipeline, golds))
 
 
 def _eval_squad_open(
@@ -615,7 +637,9 @@ def _eval_squad_open(
         pipeline.set_index(pipeline.build(data.articles, show_progress=sys.stderr.isatty()))
         reader.load()
         answers, wall = _ask_batches(pipeline, golds, args, sink)
-    return answers, compute_metrics(golds, answers, texts, mode="squad-open", reader=label, wall_s=wall)
+        rankings = retrieval_rankings(pipeline, golds)
+    return answers, compute_metrics(golds, answers, texts, mode="squad-open", reader=label, wall_s=wall,
+                                    rankings=rankings)
 
 
 def _eval_squad_closed(

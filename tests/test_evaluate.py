@@ -186,6 +186,12 @@ def test_recall_at_k_and_mrr() -> None:
     assert (m.recall_at_1, m.recall_at_5, m.mrr) == (0.5, 1.0, 0.75)  # the unanswerable one is left out
     closed = ev.compute_metrics(golds, answers, {}, mode="t", reader="r", wall_s=2.0, retrieval=False)
     assert (closed.recall_at_1, closed.recall_at_5, closed.mrr) == (None, None, None)
+    # rankings deeper than the passages read (top_k 1 here) are scored instead of what was read
+    deep = ev.compute_metrics(golds, answers, {}, mode="t", reader="r", wall_s=2.0,
+                              rankings=[["x", "y", "z", "q", "w", "a"], ["b", "a"], []])
+    assert (deep.recall_at_1, deep.recall_at_5, deep.mrr) == (0.5, 0.5, pytest.approx((1 / 6 + 1) / 2))
+    with pytest.raises(ValueError, match="rankings"):
+        ev.compute_metrics(golds, answers, {}, mode="t", reader="r", wall_s=2.0, rankings=[["a"]])
 
 
 def test_latency_percentiles_and_throughput() -> None:
