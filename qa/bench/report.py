@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from qa.bench.config import TARGET_READER_VS_FORWARD, TARGET_READER_VS_PIPELINE, TARGET_RECALL, TARGET_RETRIEVE_MS
+from qa.bench.config import (
+    TARGET_COLD_START_S,
+    TARGET_READER_VS_FORWARD,
+    TARGET_READER_VS_PIPELINE,
+    TARGET_RECALL,
+    TARGET_RETRIEVE_MS,
+    TARGET_WARM_P50_MS,
+    TARGET_WARM_P95_MS,
+)
 from qa.bench.results import BenchReport, Latency, TargetCheck
 
 
 def check_targets(report: BenchReport) -> list[TargetCheck]:
     """Each target of the issue with the measured value and whether it is met."""
     checks: list[TargetCheck] = []
+    if report.seeds is not None:
+        total = report.seeds.total
+        checks.append(TargetCheck("warm ask p50 on the seed corpus", total.p50_ms, f"< {TARGET_WARM_P50_MS} ms",
+                                  total.p50_ms < TARGET_WARM_P50_MS))
+        checks.append(TargetCheck("warm ask p95 on the seed corpus", total.p95_ms, f"< {TARGET_WARM_P95_MS} ms",
+                                  total.p95_ms < TARGET_WARM_P95_MS))
+        cold = report.seeds.cold_start
+        if cold is not None:
+            checks.append(TargetCheck("cold start: `ask --json` process to answer, index present", cold.command_s,
+                                      f"< {TARGET_COLD_START_S} s", cold.command_s < TARGET_COLD_START_S))
     largest = max(report.scale, key=lambda s: s.chunks, default=None)
     if largest is not None:
         auto = next((d for d in largest.dense if d.kind == largest.auto_kind and d.hybrid_p50_ms is not None), None)
