@@ -150,7 +150,7 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ask", description="Answer a question from the articles, with citations.")
     parser.add_argument("question", nargs="+", help="the question (quote it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("-k", "--top-k", type=int, default=None, help="passages the reader sees (default 5)")
+    parser.add_argument("-k", "--top-k", type=int, default=None, help="passages the reader sees (default: QA_TOP_K, 3)")
     parser.add_argument("--reader", choices=["auto", "transformers", "span"], default=None, help="which reader answers")
     parser.add_argument("--corpus", type=Path, default=None, help="folder of articles (default seeds/)")
     parser.add_argument("--index", type=Path, default=None, help="index folder (default index/)")

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     )
 
     # Retrieval.
-    top_k: int = Field(default=5, ge=1, le=50, description="chunks handed to the reader")
+    top_k: int = Field(default=3, ge=1, le=50, description="chunks handed to the reader")
     candidates_k: int = Field(default=30, ge=1, description="dense and BM25 candidates each before fusion")
     rrf_k: int = Field(default=60, ge=1, description="reciprocal rank fusion constant")
     hnsw_min_chunks: int = Field(
