@@ -139,17 +139,19 @@ def onnx_model(
 
 
 def _prune(cache_dir: Path, source: dict[str, str], keep: Path) -> None:
-    """Remove older exports of the same model folder (a retrained model leaves its old export)."""
+    """Remove older exports of the same model folder (a retrained model leaves its old export) and
+    exports of folders that are gone (a deleted virtualenv or clone, a test's temporary model)."""
     import shutil
 
     for d in cache_dir.iterdir():
         if d == keep or not d.is_dir():
             continue
         try:
-            same = json.loads((d / "source.json").read_text(encoding="utf-8")) == source
-        except (OSError, ValueError):
-            continue
-        if same:
+            other = json.loads((d / "source.json").read_text(encoding="utf-8"))
+            gone = not Path(other["folder"]).is_dir()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not an export of ours, or one being written: left alone
+        if other == source or gone:
             shutil.rmtree(d, ignore_errors=True)
 
 

@@ -75,6 +75,19 @@ def test_export_is_cached_and_redone_when_the_model_changes(tiny_dir: Path, tmp_
     assert not list((tmp_path / "c").rglob(".model.*"))  # no temporary file left behind
 
 
+def test_exports_of_folders_that_are_gone_are_pruned(tiny_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(tiny_dir, old)
+    shutil.copytree(tiny_dir, new)
+    stale = ort.onnx_model(old, "qa", tmp_path / "c")
+    (tmp_path / "c" / "not-ours").mkdir()  # no source.json: left alone
+    shutil.rmtree(old)  # e.g. a deleted clone or virtualenv
+    kept = ort.onnx_model(new, "qa", tmp_path / "c")
+    assert kept.is_file() and not stale.exists() and (tmp_path / "c" / "not-ours").is_dir()
+
+
 def test_onnx_backend_needs_a_local_folder(tmp_path: Path) -> None:
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
