@@ -23,11 +23,11 @@ echo "start-up to ready: ${ready} s ($(nproc) CPUs: $(grep -m1 'model name' /pro
 # Warm-up: every question once, so that the numbers are the warm service.
 wrk -t1 -c1 -d5s -s bench/wrk_ask.lua "http://127.0.0.1:$port" >/dev/null
 echo
-echo "| clients | requests/s | p50 ms | p95 ms | p99 ms | requests | errors |"
-echo "|---:|---:|---:|---:|---:|---:|---:|"
+echo "| clients | requests/s | p50 ms | p95 ms | p99 ms | requests | errors | of which non-2xx |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
 for c in 1 4 16; do
   line=$(wrk -t"$(( c < 4 ? c : 4 ))" -c"$c" -d"${secs}s" --timeout 30s -s bench/wrk_ask.lua \
     "http://127.0.0.1:$port" | grep '^RESULT')
   eval "${line#RESULT }"
-  echo "| $c | $rps | $p50_ms | $p95_ms | $p99_ms | $requests | $errors |"
+  echo "| $c | $rps | $p50_ms | $p95_ms | $p99_ms | $requests | $errors | $non2xx |"
 done
