@@ -83,6 +83,9 @@ class BM25:
         self.n_rows = len(doc_len)
         # K1 * (1 - B + B * length / average length) of every row, for one (rows, tokens) view
         self._norm: tuple[tuple[int, int, int], np.ndarray] | None = None
+        # Live document frequencies counted for one view with deleted rows (a term's postings
+        # masked by ``alive``: O(df) a term, worth keeping for the next query on that view).
+        self._live_df: tuple[tuple[int, int, int], dict[int, int]] = ((-1, -1, -1), {})
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -153,7 +156,20 @@ class BM25:
             d = extra.docs[: extra.n]
             cut = int(np.searchsorted(d, view.n_rows))  # appended in row order
             parts.append((d[:cut], extra.tf[:cut]))
-        return _QueryTerm([p for p in parts if len(p[0])], view)
+        parts = [p for p in parts if len(p[0])]
+        if view.alive is None:
+            return _QueryTerm(parts, view, sum(len(d) for d, _ in parts))
+        # Rows are only ever appended and deleted, so one BM25's views with the same row count and
+        # live row and token counts see the same live rows: the key identifies the alive mask.
+        key = (view.n_rows, view.n_live, view.live_tokens)
+        cached_key, dfs = self._live_df
+        if cached_key != key:
+            dfs = {}
+            self._live_df = (key, dfs)  # readers racing here count the same numbers
+        df = dfs.get(tid)
+        if df is None:
+            df = dfs[tid] = sum(int(np.count_nonzero(view.alive[d])) for d, _ in parts)
+        return _QueryTerm(parts, view, df)
 
     def score(self, tokens: Sequence[str], view: RowView) -> tuple[np.ndarray, np.ndarray]:
         """Rows holding at least one query term, and their BM25 scores, row order (per-term scores in
@@ -304,13 +320,10 @@ class _QueryTerm:
 
     __slots__ = ("alive", "count", "df", "idf", "parts")
 
-    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]], view: RowView) -> None:
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]], view: RowView, df: int) -> None:
         self.parts = parts
         self.alive = view.alive
-        if view.alive is None:
-            self.df = sum(len(d) for d, _ in parts)
-        else:
-            self.df = sum(int(np.count_nonzero(view.alive[d])) for d, _ in parts)
+        self.df = df
         self.idf = np.float32(np.log(1.0 + (view.n_live - self.df + 0.5) / (self.df + 0.5)))
         self.count = 0
 

@@ -104,3 +104,20 @@ def test_load_refuses_postings_out_of_row_order(tmp_path: Path) -> None:
         np.savez(f, **arrays)
     with pytest.raises(ValueError, match="not in row order"):
         BM25.load(tmp_path)
+
+
+def test_document_frequencies_follow_each_views_deletions() -> None:
+    """Live document frequencies are kept per view; a view with more rows deleted, or an older
+    one again, scores as a BM25 that never saw another view does."""
+    rng = np.random.default_rng(3)
+    docs = _zipf_docs(rng, 1500, 300)
+    lens = np.array([len(d) for d in docs])
+    shared = BM25.build(docs)
+    fewer = rng.random(len(docs)) > 0.1
+    more = fewer & (rng.random(len(docs)) > 0.3)
+    views = [RowView(len(docs), a, int(a.sum()), int(lens[a].sum())) for a in (fewer, more, fewer)]
+    for view in views:
+        for q in _queries(rng, 300, 40):
+            fresh = BM25.build(docs)  # no counts kept from any other view
+            got, want = shared.top_k(q, 10, view), fresh.top_k(q, 10, view)
+            assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist(), q
