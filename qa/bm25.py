@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +81,7 @@ class BM25:
         self._extra: dict[int, _Growable] = {}
         self._doc_len = doc_len
         self.n_rows = len(doc_len)
-        # K1 * (1 - B + B * length / average length) of every row, for one (rows, tokens) view
-        self._norm: tuple[tuple[int, int, int], np.ndarray] | None = None
-        # Live document frequencies counted for one view with deleted rows (a term's postings
-        # masked by ``alive``: O(df) a term, worth keeping for the next query on that view).
-        self._live_df: tuple[tuple[int, int, int], dict[int, int]] = ((-1, -1, -1), {})
+        self._view: _ViewStats | None = None  # what the latest view's queries share
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -159,15 +155,9 @@ class BM25:
         parts = [p for p in parts if len(p[0])]
         if view.alive is None:
             return _QueryTerm(parts, view, sum(len(d) for d, _ in parts))
-        # Rows are only ever appended and deleted, so one BM25's views with the same row count and
-        # live row and token counts see the same live rows: the key identifies the alive mask.
-        key = (view.n_rows, view.n_live, view.live_tokens)
-        cached_key, dfs = self._live_df
-        if cached_key != key:
-            dfs = {}
-            self._live_df = (key, dfs)  # readers racing here count the same numbers
+        dfs = self._view_stats(view).live_df
         df = dfs.get(tid)
-        if df is None:
+        if df is None:  # a mask over the term's postings: O(df), so kept for the view's next query
             df = dfs[tid] = sum(int(np.count_nonzero(view.alive[d])) for d, _ in parts)
         return _QueryTerm(parts, view, df)
 
@@ -187,7 +177,7 @@ class BM25:
         if view.n_live == 0:
             return empty
         terms, order = self._query_terms(tokens, view)
-        norm = self._row_norm(view)
+        norm = self._view_stats(view).norm
         scored = {tid: q.scored(norm) for tid, q in terms.items() if q.df}
         hits = [scored[tid] for tid in order]
         if not hits:
@@ -205,15 +195,19 @@ class BM25:
         urows, inverse = np.unique(np.concatenate([d for d, _ in hits]), return_inverse=True)
         return urows.astype(np.int64), np.bincount(inverse, weights=np.concatenate([s for _, s in hits]))
 
-    def _row_norm(self, view: RowView) -> np.ndarray:
+    def _view_stats(self, view: RowView) -> _ViewStats:
+        """What queries on ``view`` share, kept until a query comes on another view.
+
+        Rows are only ever appended and deleted, so one BM25's views with the same row count and
+        live row and token counts see the same live rows: the key identifies the alive mask.
+        """
         key = (view.n_rows, view.n_live, view.live_tokens)
-        cached = self._norm
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        avg = view.live_tokens / view.n_live
-        norm = (K1 * ((1.0 - B) + B * self._doc_len[: view.n_rows] / avg)).astype(np.float32)
-        self._norm = (key, norm)  # readers racing here compute the same array
-        return norm
+        stats = self._view
+        if stats is None or stats.key != key:
+            avg = view.live_tokens / view.n_live
+            norm = (K1 * ((1.0 - B) + B * self._doc_len[: view.n_rows] / avg)).astype(np.float32)
+            stats = self._view = _ViewStats(key, norm)  # readers racing here compute the same
+        return stats
 
     def top_k(self, tokens: Sequence[str], k: int, view: RowView) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` rows with a positive score, best first (ties: lower row first).
@@ -234,7 +228,7 @@ class BM25:
         # none of ``ranked[:i]``.
         ranked = sorted((terms[t] for t in dict.fromkeys(order)), key=lambda q: (-q.bound, q.df))
         outside = [sum(q.bound for q in ranked[i:]) for i in range(len(ranked))]
-        norm = self._row_norm(view)
+        norm = self._view_stats(view).norm
         rows: np.ndarray = np.empty(0, np.int32)  # rows scored so far, in full
         acc: np.ndarray = np.empty(0, np.float64)
         walked = 0
@@ -253,7 +247,7 @@ class BM25:
             rows, acc = np.concatenate([rows, new]), np.concatenate([acc, part])
             if len(rows) < k:
                 continue  # no k-th score to bound the rest with yet
-            kth = acc[np.argpartition(acc, len(acc) - k)[len(acc) - k]]
+            kth = _kth_largest(acc, k)
             if outside[j + 1] * BOUND_SLACK < kth:
                 return best_rows(rows.astype(np.int64), acc, k)
         summed = self._sum(tokens, view)
@@ -262,7 +256,7 @@ class BM25:
         # Rows scoring at least the k-th best of a 1/SAMPLE_STRIDE sample of rows: a few times k
         # rows, found without listing every row that holds a term.
         sample = summed[::SAMPLE_STRIDE]
-        floor = sample[np.argpartition(sample, len(sample) - k)[len(sample) - k]] if len(sample) > k else 0.0
+        floor = _kth_largest(sample, k) if len(sample) > k else 0.0
         rows = np.flatnonzero(summed >= floor) if floor > 0 else np.flatnonzero(summed)
         return best_rows(rows.astype(np.int64), summed[rows], k)
 
@@ -312,6 +306,16 @@ class BM25:
             raise ValueError(f"{folder / VOCAB} repeats a term")
         return cls(vocab, ptr.astype(np.int64), docs.astype(np.int32), tf.astype(np.float32),
                    doc_len.astype(np.int32))
+
+
+@dataclass
+class _ViewStats:
+    """Per view: K1 * (1 - B + B * length / average length) of every row, and the live document
+    frequencies counted so far (views with deleted rows only)."""
+
+    key: tuple[int, int, int]
+    norm: np.ndarray
+    live_df: dict[int, int] = field(default_factory=dict)
 
 
 class _QueryTerm:
@@ -375,10 +379,15 @@ class _QueryTerm:
         return out
 
 
+def _kth_largest(values: np.ndarray, k: int) -> float:
+    """The ``k``-th largest of ``values`` (1 <= k <= len(values))."""
+    return float(values[np.argpartition(values, len(values) - k)[len(values) - k]])
+
+
 def best_rows(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best of scored rows, best first, ties to the lower row (rows in ascending order)."""
+    """The ``k`` best of scored rows, best first, ties to the lower row (rows in any order)."""
     if len(rows) > k:
-        kth = scores[np.argpartition(scores, len(scores) - k)[len(scores) - k]]
+        kth = _kth_largest(scores, k)
         keep = np.flatnonzero(scores >= kth)  # ties at the cut too, so that lower rows win them
         rows, scores = rows[keep], scores[keep]
     order = np.lexsort((rows, -scores))[:k]
