@@ -14,7 +14,7 @@ def assemble(
     reading: Reading,
     hits: list[Hit],
     articles: Mapping[str, Article],
-    abstain_threshold: float,
+    min_confidence: float,
     max_citations: int,
 ) -> Answer:
     """Turn a reader's spans into one cited answer, or ``text=None`` below the threshold.
@@ -34,8 +34,9 @@ def assemble(
     ranked = sorted(groups.values(), key=lambda g: (-max(s.score for s in g), -len(g)))
     best = sorted(ranked[0], key=lambda s: (-s.score, s.doc_id, s.start))
     score = best[0].score
-    if score < abstain_threshold:
-        return Answer(question, None, score, [], retrieved, list(hits))
+    if score < min_confidence:
+        return Answer(question, None, score, [], retrieved, list(hits), candidate=best[0],
+                      min_confidence=min_confidence)
     seen: set[tuple[str, int, int]] = set()
     citations = []
     for s in best:
@@ -50,7 +51,7 @@ def assemble(
             citations.append(Citation(s.doc_id, s.start, s.end, s.text, s.context, s.start))
         if len(citations) >= max_citations:
             break
-    return Answer(question, best[0].text, score, citations, retrieved, list(hits))
+    return Answer(question, best[0].text, score, citations, retrieved, list(hits), min_confidence=min_confidence)
 
 
 def retrieved_articles(hits: Sequence[Hit]) -> list[str]:

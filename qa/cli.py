@@ -54,6 +54,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         ("top_k", "top_k"),
         ("reader", "reader"),
         ("reader_model", "reader_model"),
+        ("min_confidence", "min_confidence"),
     ):
         value = getattr(args, attr, None)
         if value is not None:
@@ -111,12 +112,28 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}")
+    return value
+
+
 def format_answer(answer: Answer, colour: bool) -> str:
     lines = []
     if answer.text is None:
-        lines.append(
-            f"Not in the articles: no passage answers this question (best candidate scored {answer.score:.2f})."
-        )
+        if answer.candidate is not None:
+            below = f" < {answer.min_confidence:.2f} required" if answer.min_confidence is not None else ""
+            lines.append(
+                "Not in the articles: no passage answers this question with enough confidence "
+                f"(best candidate {_one_line(answer.candidate.text)!r} in {answer.candidate.doc_id}, "
+                f"probability {answer.score:.2f}{below})."
+            )
+        else:
+            lines.append("Not in the articles: no passage answers this question.")
         if answer.passages:
             lines.append("Closest passages:")
             for h in answer.passages[:3]:
@@ -154,6 +171,11 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reader", choices=["auto", "transformers", "span"], default=None, help="which reader answers")
     parser.add_argument("--corpus", type=Path, default=None, help="folder of articles (default seeds/)")
     parser.add_argument("--index", type=Path, default=None, help="index folder (default index/)")
+    parser.add_argument(
+        "--min-confidence", type=_probability, default=None, metavar="P",
+        help="withhold answers less likely than P to be right (0..1; default: QA_MIN_CONFIDENCE, else the "
+        "reader's calibrated default)",
+    )
     args = parser.parse_args(argv)
     _quiet_libraries()
 
@@ -293,6 +315,11 @@ def qa_main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_arguments(ev)
     _common(ev)
     ev.set_defaults(func=lambda a: evaluate.run(a, _settings(a), _say))
+
+    cal = sub.add_parser("calibrate", help="fit the reader's confidence calibration on held-out SQuAD questions")
+    evaluate.add_calibrate_arguments(cal)
+    _common(cal)
+    cal.set_defaults(func=lambda a: evaluate.calibrate(a, _settings(a), _say))
 
     from qa import bench
 

@@ -17,21 +17,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from qa.answer import assemble, retrieved_articles
+from qa.calibration import RIGHT_F1, expected_calibration_error, risk_coverage
 from qa.corpus import make_article
 from qa.embed import Embedder, make_embedder
 from qa.errors import InvalidQuestion, QAError
 from qa.pipeline import QAPipeline, validate_question
-from qa.read import Reader, make_reader, resolve_reader_kind
+from qa.read import Reader, make_reader, min_confidence_for, resolve_reader_kind
 from qa.settings import Settings
 from qa.squad_metrics import max_over_golds
 from qa.types import Answer, Article, Chunk, Hit
@@ -284,6 +286,10 @@ class EvalMetrics:
     latency_p95_ms: float
     questions_per_s: float
     wall_s: float
+    # Confidence: every question's top candidate (answered or withheld) with its probability.
+    ece: float | None = None
+    risk_coverage: list[dict[str, float]] = field(default_factory=list)
+    min_confidence: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready values, rates rounded to 4 decimals and times to 2."""
@@ -291,6 +297,8 @@ class EvalMetrics:
         for key, value in asdict(self).items():
             if isinstance(value, float):
                 value = round(value, 2 if key.endswith(("_ms", "_s")) else 4)
+            elif key == "risk_coverage":
+                value = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in value]
             out[key] = value
         return out
 
@@ -323,6 +331,7 @@ def compute_metrics(
         raise ValueError(f"got {len(ranked)} rankings for {len(golds)} questions")
     ranks = [gold_rank(r, g.doc_ids) for r, g in zip(ranked, golds, strict=True) if g.answerable]
     latencies = [a.latency_ms for a in answers]
+    confidences, right = candidate_correctness(golds, answers)
     return EvalMetrics(
         mode=mode,
         reader=reader,
@@ -347,7 +356,30 @@ def compute_metrics(
         latency_p95_ms=percentile(latencies, 95),
         questions_per_s=len(golds) / wall_s if wall_s > 0 else 0.0,
         wall_s=wall_s,
+        ece=expected_calibration_error(confidences, right),
+        risk_coverage=risk_coverage(confidences, right),
+        min_confidence=next((a.min_confidence for a in answers if a.min_confidence is not None), None),
     )
+
+
+def candidate_text(answer: Answer) -> str | None:
+    """The answer's text, or the best candidate's where it was withheld (None: the reader found none)."""
+    if answer.text is not None:
+        return answer.text
+    return answer.candidate.text if answer.candidate is not None else None
+
+
+def candidate_correctness(
+    golds: Sequence[GoldQuestion], answers: Sequence[Answer]
+) -> tuple[list[float], list[bool]]:
+    """Each question's top-candidate confidence and whether that candidate is right (token F1 >=
+    ``RIGHT_F1`` against a gold answer; never for an unanswerable question), withheld or not."""
+    confidences, right = [], []
+    for g, a in zip(golds, answers, strict=True):
+        text = candidate_text(a)
+        confidences.append(float(a.score) if text is not None else 0.0)
+        right.append(g.answerable and text is not None and answer_scores(text, g.answers)[1] >= RIGHT_F1)
+    return confidences, right
 
 
 # ================================================================ reports
@@ -373,9 +405,17 @@ def format_table(m: EvalMetrics) -> str:
         ("retrieval", f"recall@1 {_pct(m.recall_at_1)}   recall@5 {_pct(m.recall_at_5)}   MRR {mrr}"),
         ("latency", f"p50 {m.latency_p50_ms:.1f} ms   p95 {m.latency_p95_ms:.1f} ms per question"),
         ("throughput", f"{m.questions_per_s:.2f} questions/s  ({m.questions} in {m.wall_s:.1f} s)"),
+        ("calibration", f"expected calibration error {_pct(m.ece)} (10 bins; right = token F1 >= {RIGHT_F1:g})"
+         + ("" if m.min_confidence is None else f"   min_confidence {m.min_confidence:.2f}")),
     ]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if m.risk_coverage:
+        lines.append("risk-coverage (the most confident share of the top candidates, and how many are right):")
+        lines.append("  coverage  " + "  ".join(f"{r['coverage']:>5.0%}" for r in m.risk_coverage))
+        lines.append("  right     " + "  ".join(f"{r['right']:>5.0%}" for r in m.risk_coverage))
+        lines.append("  conf >=   " + "  ".join(f"{r['min_confidence']:>5.2f}" for r in m.risk_coverage))
+    return "\n".join(lines)
 
 
 def _one_line(text: str) -> str:
@@ -512,7 +552,7 @@ def read_closed(
     questions = [g.question for g in batch]
     readings = reader.read_batch(questions, hits)
     answers = [
-        assemble(q, r, h, articles, settings.abstain_threshold, settings.max_citations)
+        assemble(q, r, h, articles, min_confidence_for(settings, reader), settings.max_citations)
         for q, r, h in zip(questions, readings, hits, strict=True)
     ]
     per_q = (time.perf_counter() - t0) * 1000.0 / max(len(batch), 1)
@@ -630,7 +670,23 @@ def _eval_squad_open(
     sink: PredictionSink,
 ) -> tuple[list[Answer], EvalMetrics]:
     texts = {a.doc_id: a.text for a in data.articles}
-    # A throw-away index: the product's own index/ is never touched.
+    answers, wall, rankings = open_answers(golds, data, args, settings, say, emb, reader, sink)
+    return answers, compute_metrics(golds, answers, texts, mode="squad-open", reader=label, wall_s=wall,
+                                    rankings=rankings)
+
+
+def open_answers(
+    golds: list[GoldQuestion],
+    data: SquadSet,
+    args: argparse.Namespace,
+    settings: Settings,
+    say: Callable[[str], None],
+    emb: Embedder,
+    reader: Reader,
+    sink: PredictionSink,
+) -> tuple[list[Answer], float, list[list[str]]]:
+    """The pipeline's answers over a throw-away index of the SQuAD paragraphs (the product's own
+    index/ is never touched), the seconds they took and each question's retrieved articles."""
     with tempfile.TemporaryDirectory(prefix="qa-eval-index-") as tmp:
         pipeline = QAPipeline(settings.model_copy(update={"index_dir": Path(tmp)}), embedder=emb, reader=reader)
         say(f"indexing {len(data.articles)} paragraphs of {args.squad} into a temporary index")
@@ -638,8 +694,100 @@ def _eval_squad_open(
         reader.load()
         answers, wall = _ask_batches(pipeline, golds, args, sink)
         rankings = retrieval_rankings(pipeline, golds)
-    return answers, compute_metrics(golds, answers, texts, mode="squad-open", reader=label, wall_s=wall,
-                                    rankings=rankings)
+    return answers, wall, rankings
+
+
+# ================================================================ calibration (qa calibrate)
+
+
+def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``qa calibrate`` options."""
+    parser.add_argument("--squad", type=Path, required=True,
+                        help="held-out SQuAD v2.0 JSON (e.g. the reader's six validation titles); open mode")
+    parser.add_argument("--model", type=Path, default=None, help="reader model folder (default: QA_READER_MODEL)")
+    parser.add_argument("--top-k", type=int, default=None, help="passages the reader sees (default: QA_TOP_K)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--limit", type=int, default=None, help="the first N questions only")
+    parser.add_argument("--dry-run", action="store_true", help="print the fit without writing calibration.json")
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-15), 1.0 - 1e-15)
+    return math.log(p / (1.0 - p))
+
+
+def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str], None]) -> int:
+    """``qa calibrate``: fit the Platt calibration of a reader on the pipeline's top answers over
+    held-out SQuAD questions in open mode, choose the default ``min_confidence`` (maximum F1), and
+    write ``calibration.json`` and a calibration section into the model folder's card."""
+    from qa.calibration import Calibration, best_threshold, fit_platt, reliability_table, write_calibration_card
+
+    _check_args(argparse.Namespace(limit=args.limit, batch_size=args.batch_size, worst=0, top_k=args.top_k,
+                                   closed=False, squad=args.squad, corpus=None))
+    model = args.model if args.model is not None else Path(settings.reader_model)
+    if not (model / "config.json").is_file():
+        raise EvalDataError(f"{model} is not a reader model folder (no config.json); pass --model DIR")
+    # Raw scores: no calibration, margin 0, nothing withheld, so a score is sigmoid(x) of the feature x.
+    raw = settings.model_copy(update={"reader_model": str(model), "no_answer_margin": 0.0, "min_confidence": 0.0,
+                                      "reader": "transformers"})
+    data = load_squad(args.squad)
+    golds = _valid_questions(data.questions[: args.limit], raw.max_question_chars)
+    emb = make_embedder(raw)
+    reader = make_reader(raw, emb, "transformers")
+    reader.load()
+    setattr(reader, "calibration", None)  # noqa: B010 (the protocol has no calibration; this reader does)
+    run_args = argparse.Namespace(squad=args.squad, top_k=args.top_k, batch_size=args.batch_size)
+    answers, _, _ = open_answers(golds, data, run_args, raw, say, emb, reader, lambda g, a: None)
+    xs, right, f1s, answerable, folds = [], [], [], [], []
+    titles = sorted({d.rsplit("/", 1)[0] for g in golds for d in g.doc_ids})
+    fold_of = {t: i % 2 for i, t in enumerate(titles)}
+    for g, ans in zip(golds, answers, strict=True):
+        text = candidate_text(ans)
+        f1 = answer_scores(text, g.answers)[1] if text is not None and g.answerable else 0.0
+        xs.append(_logit(ans.score) if text is not None else -40.0)
+        right.append(bool(g.answerable and text is not None and f1 >= RIGHT_F1))
+        f1s.append(f1)
+        answerable.append(g.answerable)
+        folds.append(fold_of[g.doc_ids[0].rsplit("/", 1)[0]])
+    a, b = fit_platt(xs, right)
+    probs = [Calibration(a, b, 0.0).probability(x) for x in xs]
+    # Out-of-fold probabilities (fit on one half of the titles, applied to the other): the honest ECE.
+    cross = list(probs)
+    for k in (0, 1):
+        train = [i for i, f in enumerate(folds) if f != k]
+        if len({right[i] for i in train}) == 2:
+            ak, bk = fit_platt([xs[i] for i in train], [right[i] for i in train])
+            for i, f in enumerate(folds):
+                if f == k:
+                    cross[i] = Calibration(ak, bk, 0.0).probability(xs[i])
+    threshold, f1_at = best_threshold(probs, f1s, answerable)
+    uncal = [1.0 / (1.0 + math.exp(-x)) for x in xs]
+    fitted = {
+        "data": str(args.squad), "questions": len(golds), "answerable": sum(answerable),
+        "mode": "open (retrieval over every paragraph of the file)",
+        "top_k": args.top_k if args.top_k is not None else settings.top_k,
+        "right": f"token F1 >= {RIGHT_F1:g} against a gold answer; never for an unanswerable question",
+        "ece_uncalibrated_margin0": expected_calibration_error(uncal, right),
+        "ece_in_sample": expected_calibration_error(probs, right),
+        "ece_cross_fitted_by_title": expected_calibration_error(cross, right),
+        "f1_at_min_confidence": f1_at,
+        "f1_by_min_confidence": {f"{t:.1f}": best_threshold(probs, f1s, answerable, [t])[1]
+                                 for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)},
+        "reliability": reliability_table(probs, right),
+        "risk_coverage": risk_coverage(probs, right),
+        "reader_type_weight": settings.reader_type_weight,
+    }
+    cal = Calibration(a, b, threshold, fitted_on=fitted)
+    say(f"Platt fit on {len(golds)} questions: p = sigmoid({a:.4f} x + {b:.4f}); ECE {fitted['ece_in_sample']:.4f} "
+        f"in sample, {fitted['ece_cross_fitted_by_title']:.4f} cross-fitted by title "
+        f"(uncalibrated sigmoid(x): {fitted['ece_uncalibrated_margin0']:.4f}); min_confidence {threshold:.2f} "
+        f"gives F1 {f1_at:.4f}")
+    print(json.dumps(asdict(cal), indent=2))
+    if not args.dry_run:
+        path = cal.save(model)
+        write_calibration_card(model, cal)
+        say(f"wrote {path} and the calibration section of {model / 'README.md'}")
+    return 0
 
 
 def _eval_squad_closed(

@@ -35,7 +35,7 @@ from qa.index import (
     write_record,
 )
 from qa.journal import DeleteRecord
-from qa.read import Reader, make_reader, resolve_reader_kind
+from qa.read import Reader, make_reader, min_confidence_for, resolve_reader_kind
 from qa.retrieve import HybridRetriever
 from qa.settings import Settings
 from qa.types import Answer, Article, Hit
@@ -200,7 +200,8 @@ class QAPipeline:
         readings = reader_obj.read_batch(qs, hits)
         t4 = time.perf_counter()
         answers = [
-            assemble(q, r, h, retriever.index.articles, self.settings.abstain_threshold, self.settings.max_citations)
+            assemble(q, r, h, retriever.index.articles, min_confidence_for(self.settings, reader_obj),
+                     self.settings.max_citations)
             for q, r, h in zip(qs, readings, hits, strict=True)
         ]
         t5 = time.perf_counter()

@@ -103,8 +103,19 @@ class Settings(BaseSettings):
         description="widen a QA-model span that lies inside a named entity fitting the question's answer type "
         "to the whole entity ('June' inside 'the 2nd of June')",
     )
-    no_answer_margin: float = 3.0  # chosen on the held-out SQuAD titles (see qa/models/reader/README.md)
-    abstain_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="answers scoring below this are withheld")
+    no_answer_margin: float | None = Field(
+        default=None,
+        description="expert setting: logits a span must beat its passage's no-answer logit by. Unset: 0 under the "
+        "model's calibration (calibration.json), 3 for an uncalibrated model (the margin tuned for the first reader)",
+    )
+    min_confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="answers whose confidence (the calibrated probability that the answer is right) is below this "
+        "are withheld as 'not in the articles'. Unset: the default of the model's calibration.json (chosen on "
+        "validation to maximise F1), else 0.5",
+    )
     max_citations: int = Field(default=5, ge=1)
 
     # Input limits.

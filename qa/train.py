@@ -13,8 +13,11 @@ Example::
 from __future__ import annotations
 
 import argparse
+import bz2
+import gzip
 import json
 import logging
+import lzma
 import math
 import os
 import random
@@ -22,7 +25,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,10 @@ import torch
 log = logging.getLogger("qa.train")
 
 CHECKPOINT_DIR = "checkpoint"
+# Above this many training titles the card and train_info count them per source instead of listing.
+MAX_LISTED_TITLES = 100
+# Validation questions (every k-th, spread over the validation titles) scored for the curve in training.
+CURVE_QUESTIONS = 400
 # Validation differences smaller than this are noise (1,867 questions: one question is 0.0005).
 SELECTION_TOLERANCE = 0.005
 # Answer-type weights (logits) swept on validation together with the no-answer margin.
@@ -67,21 +74,44 @@ class QAExample:
 
 @dataclass
 class Article:
-    """One SQuAD article (title) with its questions."""
+    """One SQuAD article (title) with its questions and the data files it came from."""
 
     title: str
     examples: list[QAExample] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+
+
+def source_name(path: str | Path) -> str:
+    """A data file's name without its ``.json`` / ``.json.gz`` / ``.json.xz`` suffixes."""
+    name = Path(path).name
+    for suffix in (".xz", ".gz", ".bz2", ".json"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file, plain or compressed (``.gz``, ``.xz``, ``.bz2``, chosen by suffix)."""
+    openers: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
+    opener = openers.get(Path(path).suffix, open)
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read training data {path} ({type(e).__name__}: {e})") from e
 
 
 def load_squad(paths: Sequence[str | Path]) -> list[Article]:
-    """Read official SQuAD v1.1 / v2.0 JSON files into articles, merging equal titles."""
+    """Read official SQuAD v1.1 / v2.0 JSON files (``.json``, ``.json.gz``, ``.json.xz``) into
+    articles, merging equal titles."""
     by_title: dict[str, Article] = {}
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)["data"]
-        for art in data:
+        raw = read_json(path)
+        if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
+            raise ValueError(f"{path}: no top-level 'data' list (is this SQuAD v1.1/v2.0 JSON?)")
+        for art in raw["data"]:
             title = art["title"]
             article = by_title.setdefault(title, Article(title))
+            article.sources.add(source_name(path))
             for p_idx, para in enumerate(art["paragraphs"]):
                 context = para["context"]
                 for qa in para["qas"]:
@@ -93,6 +123,67 @@ def load_squad(paths: Sequence[str | Path]) -> list[Article]:
                         QAExample(qa["id"], title, p_idx, qa["question"], context, answers)
                     )
     return list(by_title.values())
+
+
+@dataclass(frozen=True)
+class NegativeRecipe:
+    """Retrieval negatives: for each answerable training question, ``per_question`` (a mean: the
+    fraction is drawn per question) other paragraphs of its own article that contain none of its
+    answers, the ones BM25 ranks highest for the question first."""
+
+    per_question: float
+    seed: int
+
+    def describe(self) -> str:
+        return (f"{self.per_question:g} per answerable question on average: the paragraphs of the same "
+                "article that contain none of its answer strings (case-insensitive), highest BM25 score "
+                "for the question first (the passages retrieval would hand the reader), labelled "
+                "no-answer; questions whose article has one paragraph get none")
+
+
+def build_negatives(articles: Sequence[Article], recipe: NegativeRecipe) -> list[QAExample]:
+    """Unanswerable examples made from the articles' answerable questions (see :class:`NegativeRecipe`)."""
+    from qa.bm25 import BM25, RowView
+    from qa.index import EMPTY_TOKEN, bm25_tokens
+
+    rng = random.Random(recipe.seed)
+    out: list[QAExample] = []
+    whole, frac = int(recipe.per_question), recipe.per_question - int(recipe.per_question)
+    for art in articles:
+        contexts = list(dict.fromkeys(e.context for e in art.examples))
+        answerable = [e for e in art.examples if e.answers]
+        if len(contexts) < 2 or not answerable or recipe.per_question <= 0:
+            continue
+        tokens = [bm25_tokens(c) or [EMPTY_TOKEN] for c in contexts]
+        index = BM25.build(tokens)
+        view = RowView(len(contexts), None, len(contexts), sum(len(t) for t in tokens))
+        lowered = [c.lower() for c in contexts]
+        for ex in answerable:
+            n = whole + (1 if rng.random() < frac else 0)
+            if n == 0:
+                continue
+            rows, scores = index.score(bm25_tokens(ex.question) or [EMPTY_TOKEN], view)
+            order = [int(r) for r in rows[np_argsort_desc(scores)]]
+            # Paragraphs without a question term come last, in a seeded random order.
+            rest = [r for r in range(len(contexts)) if r not in set(order)]
+            rng.shuffle(rest)
+            golds = [a[0].lower() for a in ex.answers]
+            picked = 0
+            for r in order + rest:
+                if picked == n:
+                    break
+                if contexts[r] == ex.context or any(g in lowered[r] for g in golds):
+                    continue
+                out.append(QAExample(f"{ex.qid}#neg{picked}", ex.title, -1, ex.question, contexts[r], ()))
+                picked += 1
+    return out
+
+
+def np_argsort_desc(scores: Any) -> Any:
+    """Indices that sort ``scores`` best first (ties: lower index first)."""
+    import numpy as np
+
+    return np.argsort(-np.asarray(scores), kind="stable")
 
 
 def split_titles(
@@ -313,8 +404,89 @@ def evaluate_closed(
 # --------------------------------------------------------------------------- model card
 
 
+# What the model card says of each known data file (by source name); others are listed by name.
+DATA_SOURCES: dict[str, tuple[str, str, str]] = {
+    "squad-dev-subset-v2.0": (
+        "SQuAD v2.0 development set, subset (Wikipedia; incl. unanswerable questions)", "CC BY-SA 4.0",
+        SQUAD_CITATION,
+    ),
+    "squad-train-v1.1": (
+        "SQuAD v1.1 training set (Wikipedia; offsets rebuilt where an answer repeats, ~2.6% at another "
+        "occurrence of the right string)", "CC BY-SA 4.0",
+        'Rajpurkar, Zhang, Lopyrev, Liang (2016), "SQuAD: 100,000+ Questions for Machine Comprehension of Text"',
+    ),
+    "nq-qed": (
+        "Natural Questions passages with QED annotations (Wikipedia; real search queries)", "CC BY-SA 3.0",
+        'Kwiatkowski et al. (2019), "Natural Questions: a Benchmark for Question Answering Research"; '
+        'Lamm et al. (2021), "QED: A Framework and Dataset for Explanations in Question Answering"',
+    ),
+    "tydiqa-goldp-en": (
+        "TyDi QA GoldP, English part (Wikipedia; questions written before the answers were seen)", "Apache 2.0",
+        'Clark et al. (2020), "TyDi QA: A Benchmark for Information-Seeking Question Answering in '
+        'Typologically Diverse Languages"',
+    ),
+}
+
+
+def _card_data(info: dict[str, Any]) -> list[str]:
+    sources = info.get("sources")
+    if not sources:  # a run from before per-source counts
+        return ["Training titles: " + ", ".join(info["train_titles"]), ""]
+    lines = [
+        "| source | what | licence | training titles | answerable | unanswerable |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for name, row in sorted(sources.items()):
+        what, licence, _ = DATA_SOURCES.get(name, (name, "see the data's own licence", ""))
+        lines.append(f"| `{name}` | {what} | {licence} | {row['titles']} | {row['questions']} | "
+                     f"{row['unanswerable']} |")
+    lines += ["", "Attribution:"]
+    lines += [f"- `{name}`: {DATA_SOURCES[name][2]}." for name in sorted(sources) if name in DATA_SOURCES]
+    lines += [
+        "",
+        f"Retrieval negatives: {info.get('n_negatives', 0)} unanswerable examples built from the training "
+        f"questions, {info.get('negatives_recipe', 'none')}. With the data's own "
+        f"{info.get('n_unanswerable_in_data', 0)} unanswerable questions and the windows of answerable questions "
+        f"that miss their answer, {info.get('windows_no_answer_share', 0):.0%} of the training windows are "
+        "labelled no-answer.",
+        "",
+    ]
+    return lines
+
+
+def _card_stages(info: dict[str, Any]) -> list[str]:
+    stages = info.get("stages") or []
+    if not stages:
+        return []
+    lines = [
+        "### Stages", "",
+        "| stage | start | steps | windows | minutes | windows/s | lr | precision | tokens | negatives/question |",
+        "|---|---|---:|---:|---:|---:|---|---|---:|---:|",
+    ]
+    for i, st in enumerate(stages, 1):
+        lines.append(f"| {i} | {st['base']} | {st['steps']} | {st['windows_seen']} | {st['minutes']} | "
+                     f"{st['windows_per_s']} | {st['lr']:g} | {st['precision']} | {st['max_length']} | "
+                     f"{st['negatives_per_question']:g} |")
+    notes = [f"- stage {i}: {st['note']}" for i, st in enumerate(stages, 1) if st.get("note")]
+    lines += ["", *notes, *([""] if notes else [])]
+    curve = [(i, pt) for i, st in enumerate(stages, 1) for pt in st.get("curve") or []]
+    if curve:
+        lines += [
+            "### Validation curve", "",
+            f"Closed mode, no-answer margin 0, on {CURVE_QUESTIONS} validation questions (every k-th of the six "
+            "titles), scored during training:", "",
+            "| stage | step | windows | F1 | HasAns F1 | NoAns acc |", "|---|---:|---:|---:|---:|---:|",
+            *(f"| {i} | {pt['step']} | {pt['windows']} | {pt['f1']:.3f} | {pt['HasAns_f1']:.3f} | "
+              f"{pt['NoAns_acc']:.3f} |" for i, pt in curve),
+            "",
+        ]
+    return lines
+
+
 def write_model_card(out: Path, info: dict[str, Any], metrics: dict[str, Any] | None) -> None:
-    """README.md: base model, data and attribution, split, hyper-parameters, metrics."""
+    """README.md: base model, data with licences and attribution, split, stages, curve, metrics.
+
+    A calibration section written by ``qa calibrate`` (between its markers) is kept."""
     hp = info["hyperparameters"]
     lines = [
         "---",
@@ -326,25 +498,25 @@ def write_model_card(out: Path, info: dict[str, Any], metrics: dict[str, Any] | 
         "# Extractive QA reader (MiniLM-L6, SQuAD 2.0 style)",
         "",
         f"Fine-tuned from `{info['base_model_name']}` (sentence-transformers/all-MiniLM-L6-v2 BERT "
-        "weights, Apache-2.0) with a fresh span head, for extractive question answering with "
+        "weights, Apache-2.0) with a span head, for extractive question answering with "
         "abstention: unanswerable questions are trained to point at the CLS token. Weights are "
         "stored as fp16 safetensors; load them in float32 on CPU.",
         "",
         "## Data",
         "",
-        "A subset of the public SQuAD v1.1 / v2.0 development sets (36 Wikipedia articles), "
-        "licensed CC BY-SA 4.0. Attribution: " + SQUAD_CITATION + ".",
-        "",
-        f"Split by article title (seed {hp['seed']}): {len(info['train_titles'])} train titles "
-        f"({info['n_train_questions']} questions, {info['n_train_features']} windows), "
-        f"{len(info['val_titles'])} validation titles ({info['n_val_questions']} questions). "
+        *_card_data(info),
+        f"Split by article title: {info.get('n_train_titles', len(info['train_titles']))} training titles "
+        f"({info['n_train_questions']} examples, {info['n_train_features']} windows), "
+        f"{len(info['val_titles'])} validation titles of the SQuAD development subset "
+        f"({info['n_val_questions']} questions, never trained on). SQuAD attribution: " + SQUAD_CITATION + ". "
         "Settings were chosen on validation only.",
-        "",
-        "Train titles: " + ", ".join(info["train_titles"]),
         "",
         "Validation titles: " + ", ".join(info["val_titles"]),
         "",
         "## Training",
+        "",
+        *_card_stages(info),
+        "Last stage's settings:",
         "",
         "| hyper-parameter | value |",
         "|---|---|",
@@ -353,7 +525,7 @@ def write_model_card(out: Path, info: dict[str, Any], metrics: dict[str, Any] | 
     lines += [
         "",
         f"Steps: {info['steps']} ({info['examples_seen']} windows seen), training time "
-        f"{info['train_seconds'] / 60:.1f} min on {info['device']}.",
+        f"{info['train_seconds'] / 60:.1f} min on {info['device']}, {info.get('precision', 'fp32')}.",
         "",
         "## Validation (held-out titles, closed mode: each question reads its own paragraph)",
         "",
@@ -364,7 +536,7 @@ def write_model_card(out: Path, info: dict[str, Any], metrics: dict[str, Any] | 
         b, z = metrics["at_best_margin"], metrics["at_margin_0"]
         w = metrics.get("best_type_weight", 0.0)
         untyped_m = max(metrics["sweep"], key=lambda k: (metrics["sweep"][k]["f1"], -abs(float(k))))
-        rows = [(f"{metrics['best_margin']:g} | {w:g} (chosen)", b),
+        rows = [(f"{metrics['best_margin']:g} | {w:g} (best)", b),
                 (f"{untyped_m} | 0 (best without typing)", metrics["sweep"][untyped_m]), ("0 | 0", z)]
         lines += [
             "| margin | type weight | EM | F1 | HasAns EM | HasAns F1 | NoAns acc |",
@@ -375,16 +547,23 @@ def write_model_card(out: Path, info: dict[str, Any], metrics: dict[str, Any] | 
                 for name, m in rows
             ),
             "",
-            f"Chosen: `QA_NO_ANSWER_MARGIN={metrics['best_margin']:g}`, `QA_READER_TYPE_WEIGHT={w:g}`, "
-            + ("the best overall F1 in a sweep over validation. " if metrics.get("no_answer_prior") is None else
-               f"the best F1 in a sweep over validation re-weighted to {metrics['no_answer_prior']:.0%} unanswerable "
-               "questions (the mix the product expects; SQuAD validation has more): "
+            f"Best in a sweep over validation: margin {metrics['best_margin']:g}, type weight {w:g}"
+            + (" (overall F1). " if metrics.get("no_answer_prior") is None else
+               f" (F1 re-weighted to {metrics['no_answer_prior']:.0%} unanswerable questions: "
                "(1 - p) x HasAns F1 + p x NoAns accuracy = "
-               f"{metrics['objective_at_best']:.3f}. ")
-            + "Reader latency: "
+               f"{metrics['objective_at_best']:.3f}). ")
+            + "The product abstains on the calibrated probability instead (`QA_MIN_CONFIDENCE`, below); "
+            "`QA_NO_ANSWER_MARGIN` stays as an expert setting. Reader latency: "
             f"{metrics['latency_ms_per_question']:.1f} ms per question on CPU.",
         ]
-    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    card_path = out / "README.md"
+    old = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
+    from qa.calibration import CARD_BEGIN, CARD_END
+
+    kept = ""
+    if CARD_BEGIN in old and CARD_END in old:
+        kept = "\n" + CARD_BEGIN + old.split(CARD_BEGIN, 1)[1].split(CARD_END, 1)[0] + CARD_END + "\n"
+    card_path.write_text("\n".join(lines) + "\n" + kept, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- training
@@ -417,6 +596,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "then maximise validation F1 re-weighted to this mix (default: the validation set's own "
                         "mix, i.e. plain SQuAD v2 F1)")
     p.add_argument("--eval-only", action="store_true", help="only evaluate the model in --out")
+    p.add_argument("--eval-limit", type=int, default=None,
+                   help="evaluate on the first N validation questions only (quick comparisons)")
+    p.add_argument("--negatives", type=float, default=0.0,
+                   help="retrieval negatives per answerable training question (a mean; see NegativeRecipe)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16: forward and backward under bfloat16 autocast (weights and optimizer stay fp32); "
+                        "auto: bf16 where the CPU has native bf16")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help=f"score {CURVE_QUESTIONS} validation questions (every k-th) every N steps "
+                        "(the validation curve; 0: never)")
+    p.add_argument("--sample", type=int, default=None,
+                   help="train on a seeded random N of the training examples (negatives included; quick comparisons)")
+    p.add_argument("--stage-note", default=None, help="a line about this stage for the model card")
     return p.parse_args(argv)
 
 
@@ -435,6 +627,41 @@ def _eval_and_card(args: argparse.Namespace, val: Sequence[QAExample]) -> dict[s
     return metrics
 
 
+def previous_stages(base: str) -> list[dict[str, Any]]:
+    """The stages recorded in the base model's ``train_info.json`` (none for a hub or packaged base)."""
+    path = Path(base) / "train_info.json"
+    try:
+        stages = json.loads(path.read_text(encoding="utf-8")).get("stages", [])
+    except (OSError, ValueError):
+        return []
+    return stages if isinstance(stages, list) else []
+
+
+def quick_validation(model: Any, tokenizer: Any, examples: Sequence[QAExample], max_length: int,
+                     stride: int, precision: str) -> dict[str, float]:
+    """Closed-mode scores of the model being trained at no-answer margin 0 (the validation curve)."""
+    from qa.read.transformers_reader import TransformersReader
+    from qa.settings import Settings
+    from qa.squad_metrics import squad_v2_scores
+    from qa.types import Chunk, Hit
+
+    settings = Settings(reader_model="(in training)", reader_max_length=max_length, reader_stride=stride,
+                        no_answer_margin=0.0, reader_type_weight=0.0)
+    reader = TransformersReader(settings)
+    reader._tokenizer, reader._model, reader.precision = tokenizer, model, precision
+    was_training = model.training
+    model.eval()
+    preds = []
+    for ex in examples:
+        chunk = Chunk(doc_id=f"{ex.title}/{ex.paragraph}", start=0, end=len(ex.context), text=ex.context)
+        sq = reader.score_batch([ex.question], [[Hit(chunk=chunk, score=1.0)]])[0]
+        top = sq.candidates[0] if sq.candidates else None
+        preds.append(top.text if top is not None and top.logit - sq.min_null >= 0 else "")
+    model.train(was_training)
+    r = squad_v2_scores(preds, [[a[0] for a in ex.answers] for ex in examples])
+    return {k: round(r[k], 4) for k in ("f1", "HasAns_f1", "NoAns_acc")}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train (or resume) a reader; returns a process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -449,13 +676,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     by_title = {a.title: a for a in articles}
     train_ex = [e for t in train_titles for e in by_title[t].examples]
-    val_ex = [e for t in val_titles for e in by_title[t].examples]
+    val_ex = [e for t in val_titles for e in by_title[t].examples][: args.eval_limit]
+    recipe = NegativeRecipe(args.negatives, args.seed)
+    negatives = build_negatives([by_title[t] for t in train_titles], recipe) if not args.eval_only else []
+    n_native_noans = sum(1 for e in train_ex if not e.answers)
+    train_ex += negatives
+    if args.sample is not None and args.sample < len(train_ex):
+        train_ex = random.Random(args.seed).sample(train_ex, args.sample)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.eval_only:
         _eval_and_card(args, val_ex)
         return 0
 
     base = args.base_model if args.base_model is not None else default_base_model()
+    from qa.read.transformers_reader import resolve_precision
+
+    precision = resolve_precision(args.precision)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -467,11 +703,17 @@ def main(argv: list[str] | None = None) -> int:
     total = math.ceil(per_epoch * args.epochs)
     if args.max_steps is not None:
         total = min(total, args.max_steps)
-    log.info("train: %d titles, %d questions, %d windows (mean %.0f tokens); val: %d titles, %d questions; "
-             "%d steps/epoch, %d steps planned", len(train_titles), len(train_ex), len(lengths),
-             sum(lengths) / len(lengths), len(val_titles), len(val_ex), per_epoch, total)
+    n_cls = sum(1 for st in feats.start if st == 0)
+    log.info("train: %d titles, %d questions (%d unanswerable in the data, %d retrieval negatives), %d windows "
+             "(mean %.0f tokens, %.0f%% labelled no-answer); val: %d titles, %d questions; %d steps/epoch, "
+             "%d steps planned; %s", len(train_titles), len(train_ex), n_native_noans, len(negatives), len(lengths),
+             sum(lengths) / len(lengths), 100.0 * n_cls / len(lengths), len(val_titles), len(val_ex), per_epoch,
+             total, precision)
+    listed: list[str] | str = train_titles
+    if len(train_titles) > MAX_LISTED_TITLES:  # every title not in val_titles; the data files name them
+        listed = f"{len(train_titles)} titles: every title of the --data files not in val_titles"
     (args.out / "split.json").write_text(json.dumps(
-        {"seed": args.seed, "train_titles": train_titles, "val_titles": val_titles}, indent=2) + "\n",
+        {"seed": args.seed, "train_titles": listed, "val_titles": val_titles}, indent=2) + "\n",
         encoding="utf-8")
 
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
@@ -490,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     step, elapsed, losses = 0, 0.0, []
+    curve: list[dict[str, Any]] = []
     state = load_checkpoint(args.out)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -497,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         plan.update(state["plan"])
         scheduler.load_state_dict(state["scheduler"])
         step, elapsed, losses = state["step"], state["elapsed"], state["losses"]
+        curve = state.get("curve", [])
         random.setstate(state["py_rng"])
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed from %s at step %d (%.1f min done)", args.out / CHECKPOINT_DIR, step, elapsed / 60)
@@ -505,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         save_checkpoint(args.out, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "plan": dict(plan), "step": step,
-            "elapsed": elapsed, "losses": losses, "py_rng": random.getstate(),
+            "elapsed": elapsed, "losses": losses, "curve": curve, "py_rng": random.getstate(),
             "torch_rng": torch.get_rng_state(), "args": {k: str(v) for k, v in vars(args).items()},
         })
 
@@ -518,13 +762,16 @@ def main(argv: list[str] | None = None) -> int:
     budget_s = args.time_budget_min * 60 if args.time_budget_min is not None else None
     bar = tqdm(total=plan["total"], initial=step, mininterval=20, dynamic_ncols=False, ncols=110,
                file=sys.stderr)
-    seg_start, first_step, seen = time.perf_counter(), step, 0
+    first_step, seen, train_seg = step, 0, 0.0  # this run's steps, windows and seconds of training
+    curve_ex = val_ex[:: max(1, len(val_ex) // CURVE_QUESTIONS)][:CURVE_QUESTIONS]
+    curve_s = 0.0  # seconds spent on the validation curve (counted against the time budget)
     recent: deque[float] = deque(maxlen=100)  # seconds of the last steps
     for batch in batches_from(step):
         if step >= plan["total"]:
             break
         t0 = time.perf_counter()
-        out = model(**collate(feats, batch, tokenizer.pad_token_id))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(**collate(feats, batch, tokenizer.pad_token_id))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -534,8 +781,9 @@ def main(argv: list[str] | None = None) -> int:
         seg_steps = step - first_step
         seen += len(batch)
         elapsed += time.perf_counter() - t0
+        train_seg += time.perf_counter() - t0
         losses.append(round(out.loss.item(), 4))
-        rate = seen / (time.perf_counter() - seg_start)
+        rate = seen / train_seg
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", ex_s=f"{rate:.1f}", refresh=False)
         if step % args.log_every == 0:
@@ -545,16 +793,25 @@ def main(argv: list[str] | None = None) -> int:
         recent.append(time.perf_counter() - t0)
         if budget_s is not None and seg_steps >= 20 and step % 10 == 0:
             # Fit the schedule (never past the requested length) to the time left, at the recent speed.
-            fit = step + int((budget_s - elapsed) / (sum(recent) / len(recent)))
+            fit = step + int((budget_s - elapsed - curve_s) / (sum(recent) / len(recent)))
             new_total = max(step, min(plan["requested"], fit))
             if abs(new_total - plan["total"]) > max(5, plan["total"] // 100):
                 log.info("time budget: schedule resized from %d to %d steps", plan["total"], new_total)
                 plan["total"] = new_total
                 bar.total = plan["total"]
+        if args.eval_every and step % args.eval_every == 0:
+            t_curve = time.perf_counter()
+            point = {"step": step, "windows": step * args.batch_size,
+                     **quick_validation(model, tokenizer, curve_ex, args.max_length, args.stride, precision)}
+            curve.append(point)
+            log.info("validation curve: %s", point)
+            curve_s += time.perf_counter() - t_curve
         if step % args.checkpoint_every == 0:
             checkpoint()
     bar.close()
     checkpoint()
+    step_examples, elapsed_seg = seen, train_seg
+    base_label = args.base_model if args.base_model is not None else "all-MiniLM-L6-v2 (packaged)"
 
     model.half()
     model.save_pretrained(args.out, safe_serialization=True)
@@ -574,6 +831,30 @@ def main(argv: list[str] | None = None) -> int:
         "steps": step, "examples_seen": step * args.batch_size, "train_seconds": round(elapsed, 1),
         "device": f"CPU ({args.threads} threads)", "losses_every_10": losses[::10],
     }
+    if len(train_titles) > MAX_LISTED_TITLES:
+        info["train_titles"] = f"{len(train_titles)} titles (counts per source below)"
+    sources: dict[str, dict[str, int]] = {}
+    for t in train_titles:
+        for src in sorted(by_title[t].sources):
+            row = sources.setdefault(src, {"titles": 0, "questions": 0, "unanswerable": 0})
+            row["titles"] += 1
+            row["questions"] += sum(1 for e in by_title[t].examples if e.answers)
+            row["unanswerable"] += sum(1 for e in by_title[t].examples if not e.answers)
+    rate = step_examples / elapsed_seg if elapsed_seg > 0 else 0.0
+    stage = {
+        "base": base_label, "steps": step, "windows_seen": step * args.batch_size,
+        "minutes": round(elapsed / 60, 1), "windows_per_s": round(rate, 2), "lr": args.lr,
+        "precision": precision, "max_length": args.max_length, "stride": args.stride,
+        "negatives_per_question": args.negatives, "seed": args.seed, "curve": curve,
+        "note": args.stage_note,
+    }
+    info.update({
+        "sources": sources, "n_train_titles": len(train_titles),
+        "n_unanswerable_in_data": n_native_noans, "n_negatives": len(negatives),
+        "negatives_recipe": recipe.describe(), "precision": precision,
+        "windows_no_answer_share": round(n_cls / len(lengths), 4),
+        "stages": [*previous_stages(base), stage],
+    })
     (args.out / "train_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     write_model_card(args.out, info, None)
     log.info("saved fp16 model to %s after %d steps (%.1f min)", args.out, step, elapsed / 60)

@@ -79,6 +79,10 @@ class Answer:
     retrieved: list[str] = field(default_factory=list)
     passages: list[Hit] = field(default_factory=list)
     latency_ms: float = 0.0
+    # The best candidate when the answer is withheld (``text`` None): its text and where it was read.
+    candidate: Span | None = None
+    # The confidence below which the answer was withheld (the min_confidence in force).
+    min_confidence: float | None = None
     # Per-question milliseconds by stage (embed, retrieve, read, assemble); not part of the JSON.
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -93,6 +97,11 @@ class Answer:
                 for c in self.citations
             ],
             "retrieved": list(self.retrieved),
+            "best_candidate": None if self.candidate is None else {
+                "text": self.candidate.text, "doc_id": self.candidate.doc_id, "start": self.candidate.start,
+                "end": self.candidate.end, "score": round(float(self.candidate.score), 4),
+            },
+            "min_confidence": None if self.min_confidence is None else round(float(self.min_confidence), 4),
             "latency_ms": round(float(self.latency_ms), 2),
         }
 

@@ -42,7 +42,9 @@ def test_ask_json_schema_and_offsets(index_dir: Path) -> None:
     r = _run(["ask", "--json", "--reader", "span", "Who is Russia's lead negotiator?"], index_dir)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)  # exactly one JSON object
-    assert set(out) == {"question", "answer", "score", "citations", "retrieved", "latency_ms"}
+    assert set(out) == {"question", "answer", "score", "citations", "retrieved", "best_candidate", "min_confidence",
+                        "latency_ms"}
+    assert out["best_candidate"] is None and out["min_confidence"] == 0.5  # the span reader is uncalibrated
     assert isinstance(out["score"], float) and isinstance(out["latency_ms"], float)
     assert out["answer"] and out["citations"][0]["text"] == out["answer"]
     for c in out["citations"]:
@@ -55,6 +57,22 @@ def test_ask_human_output_marks_the_answer(index_dir: Path) -> None:
     r = _run(["ask", "--reader", "span", "Who is Russia's lead negotiator?"], index_dir)
     assert r.returncode == 0
     assert "confidence" in r.stdout and ">>" in r.stdout and "<<" in r.stdout
+
+
+def test_min_confidence_withholds_and_shows_the_best_candidate(index_dir: Path) -> None:
+    q = "Who is Russia's lead negotiator?"
+    r = _run(["ask", "--json", "--reader", "span", "--min-confidence", "1", q], index_dir)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["answer"] is None and out["citations"] == [] and out["min_confidence"] == 1.0
+    cand = out["best_candidate"]
+    assert cand["score"] == out["score"] < 1.0
+    assert (SEEDS / f"{cand['doc_id']}.txt").read_text(encoding="utf-8")[cand["start"] : cand["end"]] == cand["text"]
+    human = _run(["ask", "--reader", "span", "--min-confidence", "1", q], index_dir)
+    assert "Not in the articles" in human.stdout and repr(cand["text"]) in human.stdout
+    assert "< 1.00 required" in human.stdout
+    bad = _run(["ask", "--min-confidence", "1.5", q], index_dir)
+    assert bad.returncode == 2 and "between 0 and 1" in bad.stderr
 
 
 @pytest.mark.parametrize("question", ["", "   ", "x" * 501])

@@ -361,7 +361,8 @@ def test_squad_open_mode_builds_a_throwaway_index(
     # a1 right, a2 wrong (cited in Alpha/0, gold Alpha/1), b1 answered though unanswerable
     assert "squad-open" in out and "33.3%" in out
     assert "recall@5 100.0%" in out and "in a gold article 50.0%" in out
-    failures = [line for line in out.splitlines() if line.startswith("  ")]
+    failures = out.split("worst 2 failures", 1)[1].splitlines()[1:]
+    assert "risk-coverage" in out.split("worst", 1)[0]
     assert len(failures) == 2 and failures[0].startswith("  a2  F1 0.00") and "gold: Berlin" in failures[0]
     assert "gold: <unanswerable>" in failures[1] and "predicted: 'Paris'" in failures[1]
 
@@ -410,3 +411,25 @@ def test_argument_checks() -> None:
         ev.run(_args("--testset", "a.jsonl", "--closed"), Settings(), print)
     with pytest.raises(ValueError, match="--batch-size must be >= 1, got 0"):
         ev.run(_args("--squad", "b.json", "--batch-size", "0"), Settings(), print)
+
+
+def test_calibration_error_and_risk_coverage_count_withheld_candidates() -> None:
+    from qa.types import Span
+
+    golds = [_gold(["Paris"]), _gold(["Rome"]), _gold([]), _gold(["Oslo"])]
+    withheld_right = Answer("q?", None, 0.3, candidate=Span("d", 0, 4, "Rome", 0.3), min_confidence=0.5)
+    answers = [
+        _answer("Paris", score=0.9),  # right
+        withheld_right,  # its candidate is right although it was withheld
+        _answer("Bern", score=0.8),  # an unanswerable question's candidate is never right
+        Answer("q?", None, 0.0),  # no candidate at all
+    ]
+    m = ev.compute_metrics(golds, answers, {}, mode="t", reader="r", wall_s=1.0)
+    # Bins: 0.9 right (|1 - 0.9|), 0.8 wrong (|0 - 0.8|), 0.3 right (|1 - 0.3|), 0.0 wrong (0); a quarter each.
+    assert m.ece == pytest.approx((0.1 + 0.8 + 0.7 + 0.0) / 4)
+    assert [r["right"] for r in m.risk_coverage][::3] == pytest.approx([1.0, 0.5, 2 / 3, 0.5])  # 1, 2, 3, 4 answers
+    assert m.risk_coverage[6]["min_confidence"] == 0.3  # 70%: 3 of 4
+    assert m.min_confidence == 0.5
+    table = ev.format_table(m)
+    assert "expected calibration error 40.0%" in table and "risk-coverage" in table
+    json.dumps(m.to_dict())

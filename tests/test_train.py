@@ -59,7 +59,7 @@ def test_trains_resumes_and_writes_a_card(tiny: tuple[Path, Path], tmp_path: Pat
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}  # noqa: SIM118 (safe_open is not iterable)
     card = (out / "README.md").read_text()
-    assert "license: cc-by-sa-4.0" in card and "Rajpurkar" in card and "QA_NO_ANSWER_MARGIN=" in card
+    assert "license: cc-by-sa-4.0" in card and "Rajpurkar" in card and "QA_NO_ANSWER_MARGIN" in card
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_questions"] == 3 and metrics["no_answer_prior"] is None
     assert metrics["objective_at_best"] == metrics["at_best_margin"]["f1"]
@@ -104,3 +104,45 @@ def test_split_is_by_title_and_checked(tiny: tuple[Path, Path]) -> None:
 def test_expected_f1_weights_the_two_kinds_of_question() -> None:
     assert expected_f1({"HasAns_f1": 0.6, "NoAns_acc": 0.4}, 0.2) == pytest.approx(0.56)
     assert expected_f1({"HasAns_f1": 0.6, "NoAns_acc": 0.4}, 0.0) == pytest.approx(0.6)
+
+
+def test_reads_compressed_data(tmp_path: Path) -> None:
+    import gzip
+    import lzma
+
+    plain = _squad(tmp_path / "squad.json")
+    raw = plain.read_bytes()
+    (tmp_path / "squad.json.xz").write_bytes(lzma.compress(raw))
+    (tmp_path / "squad.json.gz").write_bytes(gzip.compress(raw))
+    want = load_squad([plain])
+    for name in ("squad.json.xz", "squad.json.gz"):
+        got = load_squad([tmp_path / name])
+        assert [a.examples for a in got] == [a.examples for a in want]
+        assert got[0].sources == {"squad"}
+    (tmp_path / "bad.json.xz").write_bytes(b"not xz at all")
+    with pytest.raises(ValueError, match=r"bad\.json\.xz"):
+        load_squad([tmp_path / "bad.json.xz"])
+
+
+def test_negatives_are_other_paragraphs_without_the_answer_best_bm25_first() -> None:
+    from qa.train import Article, NegativeRecipe, QAExample, build_negatives
+
+    paras = [
+        "The palace stands on the Bosphorus in Istanbul.",  # the question's own paragraph
+        "The palace gardens were redesigned; the palace was rebuilt in 1989.",  # shares 'palace' (best BM25)
+        "Tea is grown near the Black Sea coast.",  # shares nothing
+        "Another text says the palace stands on the Bosphorus too.",  # contains the answer: never a negative
+    ]
+    ex = QAExample("q1", "T", 0, "Where does the palace stand?", paras[0],
+                   (("on the Bosphorus", paras[0].index("on the Bosphorus")),))
+    art = Article("T", [ex] + [QAExample(f"x{i}", "T", i, "Unrelated?", p, ()) for i, p in enumerate(paras[1:], 1)])
+    one = build_negatives([art], NegativeRecipe(1.0, 0))
+    assert [(n.context, n.answers, n.question) for n in one] == [(paras[1], (), ex.question)]
+    two = build_negatives([art], NegativeRecipe(2.0, 0))
+    assert [n.context for n in two] == [paras[1], paras[2]]
+    assert build_negatives([art], NegativeRecipe(0.0, 0)) == []
+    # A fraction is a mean: about that share of questions get one.
+    many = Article("T", [QAExample(f"q{i}", "T", 0, "Where does the palace stand?", paras[0], ex.answers)
+                         for i in range(400)] + art.examples[1:])
+    n = len(build_negatives([many], NegativeRecipe(0.25, 1)))
+    assert 60 < n < 140

@@ -137,8 +137,20 @@ _ANSWER_EXAMPLE: JsonDict = {
         }
     ],
     "retrieved": ["003_56e07843aefd4aea", "002_2b81b22c40bf866c", "001_a191f6331583f074"],
+    "best_candidate": None,
+    "min_confidence": 0.4,
     "latency_ms": 631.36,
 }
+
+
+class CandidateOut(BaseModel):
+    """The best candidate of a withheld answer: too unlikely to be right to be given as the answer."""
+
+    text: str
+    doc_id: str
+    start: int
+    end: int
+    score: float = Field(description="the probability that this candidate is right")
 
 
 class AnswerOut(BaseModel):
@@ -146,9 +158,18 @@ class AnswerOut(BaseModel):
 
     question: str
     answer: str | None
-    score: float = Field(description="confidence in 0..1")
+    score: float = Field(
+        description="the probability (0..1) that the answer is right, calibrated on held-out questions; for a "
+        "withheld answer, that of its best candidate"
+    )
     citations: list[CitationOut]
     retrieved: list[str] = Field(description="doc_ids of the retrieved passages, best first")
+    best_candidate: CandidateOut | None = Field(
+        default=None, description="when the answer is withheld: the best candidate and where it was read"
+    )
+    min_confidence: float | None = Field(
+        default=None, description="answers less likely than this to be right are withheld (QA_MIN_CONFIDENCE)"
+    )
     latency_ms: float
 
     model_config = ConfigDict(json_schema_extra={"examples": [_ANSWER_EXAMPLE]})

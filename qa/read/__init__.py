@@ -27,6 +27,19 @@ class Reader(Protocol):
     def read(self, question: str, hits: list[Hit]) -> Reading: ...
 
 
+# The abstention threshold of a reader that ships no calibration, when QA_MIN_CONFIDENCE is unset.
+UNCALIBRATED_MIN_CONFIDENCE = 0.5
+
+
+def min_confidence_for(settings: Settings, reader: object) -> float:
+    """The confidence below which answers are withheld: ``QA_MIN_CONFIDENCE`` when set, else the
+    default the reader's calibration chose on validation, else 0.5."""
+    if settings.min_confidence is not None:
+        return settings.min_confidence
+    default = getattr(reader, "default_min_confidence", None)
+    return float(default) if default is not None else UNCALIBRATED_MIN_CONFIDENCE
+
+
 def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
 

@@ -9,7 +9,6 @@ weighted evidence to 0..1.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from qa.cache import LRUCache
+from qa.calibration import sigmoid
 from qa.embed import Embedder
 from qa.index import bm25_tokens
 from qa.read.answer_types import ChunkParser, type_fit, wh_head
@@ -39,10 +39,6 @@ class _Weights:
     proximity: float = 0.8
     repeats_question: float = -3.5
     role_next_to: float = 0.6
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 class SpanReader:
@@ -165,7 +161,7 @@ class SpanReader:
             )
             start, end = hit.chunk.start + s, hit.chunk.start + e
             key = (hit.chunk.doc_id, start, end)
-            score = _sigmoid(x)
+            score = sigmoid(x)
             if key not in best or best[key].score < score:
                 best[key] = Span(hit.chunk.doc_id, start, end, text, score, sent.text.strip())
         spans = sorted(best.values(), key=lambda sp: (-sp.score, sp.doc_id, sp.start))

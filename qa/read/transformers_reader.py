@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from qa.calibration import Calibration, CalibrationError, sigmoid
 from qa.errors import ModelUnavailable
 from qa.ort import cpu_has_native_bf16, onnx_available
 from qa.read.answer_types import AnswerTyper
@@ -72,11 +73,8 @@ class _Windows:
     context: np.ndarray
 
 
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
+# The no-answer margin of an uncalibrated model when none is set (tuned for the first reader).
+UNCALIBRATED_MARGIN = 3.0
 
 
 def cpu_has_bf16() -> bool:
@@ -143,6 +141,7 @@ class TransformersReader:
         self._inputs: list[str] = []
         self.notify = notify
         self.precision = "fp32"  # resolved from settings.reader_precision by load()
+        self.calibration: Calibration | None = None  # the model folder's calibration.json, read by load()
         # Answer typing re-ranks the n-best; off (no spaCy) when its weight is 0 and none is given.
         self.typer = typer if typer is not None or settings.reader_type_weight <= 0 else AnswerTyper()
 
@@ -161,6 +160,10 @@ class TransformersReader:
                 raise ModelUnavailable(f"reader model folder {local} has no config.json; {hint}")
         elif _looks_like_path(name):
             raise ModelUnavailable(f"reader model folder {local} does not exist; {hint}")
+        try:
+            self.calibration = Calibration.load(local) if local.is_dir() else None
+        except CalibrationError as exc:
+            raise ModelUnavailable(str(exc)) from exc
         if self._use_onnx(local):
             self._load_onnx(local)
             return
@@ -222,9 +225,21 @@ class TransformersReader:
         """Candidate spans for one question (wraps :meth:`read_batch`)."""
         return self.read_batch([question], [list(hits)])[0]
 
+    @property
+    def default_min_confidence(self) -> float | None:
+        """The abstention threshold the model's calibration chose on validation (None: uncalibrated)."""
+        return self.calibration.min_confidence if self.calibration is not None else None
+
+    def confidence(self, x: float) -> float:
+        """A span's score from ``x``, its (type-adjusted) logit over its passage's no-answer logit: the
+        calibrated probability that it is right, or ``sigmoid(x - margin)`` for an uncalibrated model."""
+        margin = self.settings.no_answer_margin
+        if self.calibration is not None:
+            return self.calibration.probability(x - (margin or 0.0))
+        return sigmoid(x - (UNCALIBRATED_MARGIN if margin is None else margin))
+
     def read_batch(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]]) -> list[Reading]:
         """Candidate spans, best first, with calibrated scores and a no-answer estimate."""
-        margin = self.settings.no_answer_margin
         weight = self.settings.reader_type_weight
         norm = self.settings.reader_passage_norm
         readings: list[Reading] = []
@@ -237,10 +252,10 @@ class TransformersReader:
             ranked = sorted(((c.adjusted(weight, norm) - base, c) for c in scored.candidates), key=lambda x: -x[0])
             spans = [
                 Span(doc_id=c.doc_id, start=c.start, end=c.end, text=c.text,
-                     score=_sigmoid(rel - margin), context=c.context)
+                     score=self.confidence(rel), context=c.context)
                 for rel, c in ranked
             ]
-            readings.append(Reading(spans=spans, no_answer=_sigmoid(margin - ranked[0][0])))
+            readings.append(Reading(spans=spans, no_answer=1.0 - spans[0].score))
         return readings
 
     def score_batch(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]]) -> list[ScoredQuestion]:

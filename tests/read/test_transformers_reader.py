@@ -256,3 +256,34 @@ def test_passage_norm_ranks_spans_against_their_own_passage(tiny_model_dir: Path
         reading = reader.read("Which one?", [hit("alpha beta", doc_id="a"), hit("gamma delta", doc_id="b")])
         results[norm] = reading.spans[0].text
     assert results == {False: "beta", True: "delta"}
+
+
+def test_a_calibrated_model_scores_probabilities(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from qa.calibration import Calibration, sigmoid
+
+    folder = tmp_path / "calibrated"
+    shutil.copytree(tiny_model_dir, folder)
+    Calibration(0.5, -1.0, 0.3).save(folder)
+    reader = make_reader(folder)
+    assert reader.calibration is not None and reader.default_min_confidence == 0.3
+    reader._model = peak_at(reader, "“", "”", cls=6.0)
+    reading = reader.read("Which café?", [hit(NON_ASCII)])
+    # Span logit 16 over its passage's null 12 (x = 4): p = sigmoid(0.5 * 4 - 1), no margin of 3 applied.
+    assert reading.spans[0].score == pytest.approx(sigmoid(1.0), abs=1e-3)
+    assert reading.no_answer == pytest.approx(1.0 - reading.spans[0].score)
+    # The expert margin shifts the feature: x = 4 - 2.
+    shifted = make_reader(folder, no_answer_margin=2.0)
+    shifted._model = peak_at(shifted, "“", "”", cls=6.0)
+    assert shifted.read("Which café?", [hit(NON_ASCII)]).spans[0].score == pytest.approx(sigmoid(0.0), abs=1e-3)
+
+
+def test_a_broken_calibration_file_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "calibration.json").write_text("{not json")
+    with pytest.raises(ModelUnavailable, match=r"calibration\.json"):
+        make_reader(folder)

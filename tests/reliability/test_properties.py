@@ -132,7 +132,7 @@ def test_cited_answers_round_trip(text: str, data: st.DataObject) -> None:
         end = data.draw(st.integers(start + 1, min(len(text), start + 40)))
         spans.append(Span("doc", start, end, text[start:end], data.draw(st.floats(0.0, 1.0))))
     hit = Hit(Chunk("doc", 0, len(text), text), 1.0)
-    answer = assemble("q?", Reading(spans, 0.1), [hit], {"doc": art}, abstain_threshold=0.0, max_citations=5)
+    answer = assemble("q?", Reading(spans, 0.1), [hit], {"doc": art}, min_confidence=0.0, max_citations=5)
     if answer.text is None:  # every span normalises to nothing (all whitespace)
         assert all(not s.text.strip() for s in spans)
         return

@@ -225,9 +225,15 @@
     if (answer.answer === null) {
       ui.answerText.textContent = "Not in the articles";
       ui.answerText.classList.add("none");
-      ui.confidence.replaceChildren(el("span", "", answer.retrieved.length
+      const best = answer.best_candidate;
+      const guess = best
+        ? ` The best candidate, “${best.text}”, has a ${Math.round(best.score * 100)}% chance of being right`
+          + (answer.min_confidence !== null && answer.min_confidence !== undefined
+            ? ` (below the ${Math.round(answer.min_confidence * 100)}% required).` : ".")
+        : "";
+      ui.confidence.replaceChildren(el("span", "", (answer.retrieved.length
         ? "No article answers this question. These came closest; open one to read it."
-        : "No article answers this question."));
+        : "No article answers this question.") + guess));
       ui.cardsHeading.textContent = "Closest articles";
       ui.cards.replaceChildren(...answer.retrieved.map((id) => passageCard(id)));
     } else {
@@ -239,7 +245,7 @@
       const fill = el("span");
       fill.style.width = `${Math.min(Math.max(pct, 0), 100)}%`;
       meter.append(fill);
-      ui.confidence.replaceChildren(el("span", "", `Confidence ${pct}%`), meter);
+      ui.confidence.replaceChildren(el("span", "", `Confidence ${pct}% (the chance this answer is right)`), meter);
       const n = answer.citations.length;
       ui.cardsHeading.textContent = n === 1 ? "Source" : `Sources (${n})`;
       ui.cards.replaceChildren(...answer.citations.map((c) => citationCard(c)));
