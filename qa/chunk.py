@@ -75,37 +75,71 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def _split_long(
-    text: str, start: int, end: int, word_tokens: list[tuple[int, int, int]], max_tokens: int
-) -> list[tuple[int, int]]:
-    """Cut an over-long sentence at word boundaries into pieces of at most ``max_tokens``."""
+def _split_word(text: str, start: int, end: int, counter: TokenCounter, max_tokens: int) -> list[tuple[int, int]]:
+    """Cut one whitespace-free "word" longer than a chunk (a URL, a wall of digits) into pieces
+    that each count at most ``max_tokens`` on their own, preferring cuts after punctuation.
+
+    The longest prefix that fits is found by bisection on the model's own token counts (token
+    counts grow with the prefix), so no piece relies on a guess of characters per token.
+    """
+    def fits(s: int, e: int) -> bool:
+        return counter.count_tokens([text[s:e]])[0] <= max_tokens
+
     pieces: list[tuple[int, int]] = []
+    pos = start
+    while pos < end:
+        if fits(pos, end):
+            pieces.append((pos, end))
+            break
+        lo, hi = 1, end - pos - 1  # a single character always fits (max_tokens >= 16)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(pos, pos + mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        cut = pos + lo
+        for j in range(cut, pos + lo // 2, -1):  # "…/segment/" rather than "…/segm"
+            if not text[j - 1].isalnum():
+                cut = j
+                break
+        pieces.append((pos, cut))
+        pos = cut
+    return pieces
+
+
+def _split_long(
+    text: str, word_tokens: list[tuple[int, int, int]], counter: TokenCounter, max_tokens: int
+) -> list[tuple[int, int, int]]:
+    """Cut an over-long sentence (its ``word_tokens``) at word boundaries into units
+    ``(start, end, tokens)`` of at most ``max_tokens``; a word longer than that is cut by tokens.
+
+    A piece of a cut word counts as a full chunk, so it is never packed with its neighbours (the
+    tokens of glued pieces need not add up).
+    """
+    units: list[tuple[int, int, int]] = []
     cur_s, cur_e, cur_n = -1, -1, 0
     for ws, we, n in word_tokens:
-        if ws < start or we > end:
-            continue
-        if cur_s >= 0 and cur_n + n > max_tokens:
-            pieces.append((cur_s, cur_e))
+        if cur_s >= 0 and (cur_n + n > max_tokens or n > max_tokens):
+            units.append((cur_s, cur_e, cur_n))
             cur_s, cur_n = -1, 0
+        if n > max_tokens:
+            units.extend((s, e, max_tokens) for s, e in _split_word(text, ws, we, counter, max_tokens))
+            continue
         if cur_s < 0:
             cur_s = ws
-        if n > max_tokens:  # a single "word" longer than a chunk (a URL, a wall of digits)
-            step = max(1, (we - ws) * max_tokens // (n + 1))
-            for s in range(ws, we, step):
-                pieces.append((s, min(we, s + step)))
-            cur_s, cur_n = -1, 0
-            continue
         cur_e, cur_n = we, cur_n + n
     if cur_s >= 0:
-        pieces.append((cur_s, cur_e))
-    return pieces
+        units.append((cur_s, cur_e, cur_n))
+    return units
 
 
 def chunk_article(article: Article, counter: TokenCounter, max_tokens: int, overlap_tokens: int) -> list[Chunk]:
     """Split one article into chunks of whole sentences of at most ``max_tokens`` tokens.
 
     Consecutive chunks repeat up to ``overlap_tokens`` tokens of trailing sentences. A sentence
-    longer than ``max_tokens`` is cut at word boundaries.
+    longer than ``max_tokens`` is cut at word boundaries, and a word longer than that by tokens,
+    so that no chunk holds more than ``max_tokens`` tokens.
     """
     if overlap_tokens >= max_tokens:
         raise ValueError(f"overlap_tokens must be < max_tokens, got {overlap_tokens} >= {max_tokens}")
@@ -125,9 +159,7 @@ def chunk_article(article: Article, counter: TokenCounter, max_tokens: int, over
             n += word_tokens[wi][2]
             wi += 1
         if n > max_tokens:
-            for ps, pe in _split_long(text, s, e, word_tokens[first:wi], max_tokens):
-                pn = sum(c for ws, we, c in word_tokens[first:wi] if ws >= ps and we <= pe)
-                units.append((ps, pe, max(pn, 1)))
+            units.extend(_split_long(text, word_tokens[first:wi], counter, max_tokens))
         else:
             units.append((s, e, n))
 

@@ -92,7 +92,7 @@ def _load_pipeline(settings: Settings, corpus: Path | None = None) -> QAPipeline
     from qa.pipeline import QAPipeline
 
     p = QAPipeline(settings)
-    p.load(corpus if corpus is not None else settings.corpus_dir, notify=_say, show_progress=sys.stderr.isatty())
+    p.load(corpus, notify=_say, show_progress=sys.stderr.isatty())  # None: QA_CORPUS_DIR, else the indexed folder
     return p
 
 
@@ -169,7 +169,9 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("-k", "--top-k", type=int, default=None, help="passages the reader sees (default: QA_TOP_K, 3)")
     parser.add_argument("--reader", choices=["auto", "transformers", "span"], default=None, help="which reader answers")
-    parser.add_argument("--corpus", type=Path, default=None, help="folder of articles (default seeds/)")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="folder of articles (default: QA_CORPUS_DIR, else the one the index was built from, "
+                        "else seeds/)")
     parser.add_argument("--index", type=Path, default=None, help="index folder (default index/)")
     parser.add_argument(
         "--min-confidence", type=_probability, default=None, metavar="P",
@@ -205,9 +207,9 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
     from qa.pipeline import QAPipeline
 
     settings = _settings(args)
-    corpus = args.corpus_dir if args.corpus_dir is not None else settings.corpus_dir
-    articles = load_corpus(corpus)
     p = QAPipeline(settings)
+    corpus = p.resolve_corpus(args.corpus_dir)
+    articles = load_corpus(corpus)
     previous = None
     if not args.full:
         try:
@@ -215,7 +217,7 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
         except (IndexMissing, IndexCorrupt):
             previous = None
     _say(f"building index of {len(articles)} articles from {corpus}/ into {settings.index_dir}/")
-    index = p.build(articles, previous, show_progress=sys.stderr.isatty())
+    index = p.build(articles, previous, show_progress=sys.stderr.isatty(), corpus=corpus)
     print(
         f"indexed {len(index.articles)} articles, {index.n_chunks} chunks "
         f"({index.manifest.index_type} index, {index.manifest.embed_model}, dim {index.manifest.dim}) "
@@ -227,6 +229,7 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
 def _cmd_index_status(args: argparse.Namespace) -> int:
     from qa.corpus import load_corpus
     from qa.index import manifest_with_journal, staleness
+    from qa.pipeline import QAPipeline
 
     settings = _settings(args)
     m = manifest_with_journal(settings.index_dir)
@@ -235,8 +238,10 @@ def _cmd_index_status(args: argparse.Namespace) -> int:
         f"{m.index_type}, model {m.embed_model} (dim {m.dim}), "
         f"chunks {m.chunk_tokens} tokens / overlap {m.chunk_overlap_tokens}"
     )
-    corpus = args.corpus_dir if args.corpus_dir is not None else settings.corpus_dir
+    if m.corpus_dir:
+        print(f"built from {m.corpus_dir}/")
     try:
+        corpus = QAPipeline(settings).resolve_corpus(args.corpus_dir)
         fps = {a.doc_id: a.sha256 for a in load_corpus(corpus)}
     except CorpusError as e:
         print(f"corpus: {e}")
@@ -291,7 +296,9 @@ def qa_main(argv: Sequence[str] | None = None) -> int:
     idx_sub = idx.add_subparsers(dest="index_command", required=True)
     b = idx_sub.add_parser("build", help="(re)build the index from a folder of articles")
     b.add_argument(
-        "corpus_dir", nargs="?", type=Path, default=None, help="folder of .txt/.md articles (default seeds/)"
+        "corpus_dir", nargs="?", type=Path, default=None,
+        help="folder of .txt/.md articles (default: QA_CORPUS_DIR, else the folder the index was built from, "
+        "else seeds/)"
     )
     b.add_argument("--full", action="store_true", help="re-embed every article (default: reuse unchanged ones)")
     _common(b)

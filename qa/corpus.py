@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import re
@@ -54,6 +55,40 @@ def doc_id_for(path: Path, root: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
+def derive_doc_ids(files: list[Path], root: Path) -> dict[Path, str]:
+    """The doc id of each article file: its name without extension, or, where two files share
+    that stem (``foo.md`` and ``foo.txt``), the name with its extension, so that no two files
+    get one id.
+
+    Raises:
+        CorpusError: two files still map to one id (``a.md.txt`` next to ``a.md`` and ``a.txt``).
+    """
+    stems: dict[str, list[Path]] = {}
+    for p in files:
+        stems.setdefault(doc_id_for(p, root), []).append(p)
+    ids: dict[Path, str] = {}
+    owner: dict[str, Path] = {}
+    for stem, paths in stems.items():
+        for p in paths:
+            doc_id = stem if len(paths) == 1 else p.relative_to(root).as_posix()
+            if doc_id in owner:
+                raise CorpusError(f"{owner[doc_id]} and {p} would both be article {doc_id!r}; rename one of them")
+            owner[doc_id] = p
+            ids[p] = doc_id
+    return ids
+
+
+def doc_id_of_new_file(path: Path, root: Path) -> str:
+    """The id the corpus loader will give ``path`` (which may not exist yet) among the files
+    already in ``root``. Only its folder's files whose names start like its own can share its
+    stem, so only those are listed (a write does not scan the whole corpus)."""
+    prefix = path.name.split(".", 1)[0]
+    siblings = path.parent.glob(glob.escape(prefix) + "*") if path.parent.is_dir() else iter(())
+    files = [p for p in siblings if p != path and p.is_file() and p.suffix.lower() in ARTICLE_SUFFIXES
+             and not p.name.startswith(".")]
+    return derive_doc_ids(sorted([*files, path]), root)[path]
+
+
 def article_files(root: Path) -> list[Path]:
     """Article files under ``root``, sorted, hidden files and folders skipped."""
     files = [
@@ -66,8 +101,9 @@ def article_files(root: Path) -> list[Path]:
     return sorted(files)
 
 
-def read_article(path: Path, root: Path) -> Article | None:
-    """Read one file; returns None (with a warning naming it) if unreadable or empty."""
+def read_article(path: Path, root: Path, doc_id: str | None = None) -> Article | None:
+    """Read one file as article ``doc_id`` (default: its stem); returns None (with a warning
+    naming it) if unreadable or empty."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -82,14 +118,15 @@ def read_article(path: Path, root: Path) -> Article | None:
     if not text.strip():
         log.warning("skipping %s: the file is empty", path)
         return None
-    return make_article(doc_id_for(path, root), text, str(path))
+    return make_article(doc_id if doc_id is not None else doc_id_for(path, root), text, str(path))
 
 
 def load_corpus(root: Path | str) -> list[Article]:
-    """Load every article under ``root``.
+    """Load every article under ``root``, each under a unique doc id (:func:`derive_doc_ids`).
 
     Raises:
-        CorpusError: the folder is missing, or it holds no readable article.
+        CorpusError: the folder is missing, it holds no readable article, or two of its files
+            cannot be told apart by id.
 
     Example:
         >>> arts = load_corpus("seeds")  # doctest: +SKIP
@@ -101,7 +138,9 @@ def load_corpus(root: Path | str) -> list[Article]:
         raise CorpusError(f"corpus folder {root} does not exist; point to a folder of .txt/.md articles")
     if not root.is_dir():
         raise CorpusError(f"corpus path {root} is not a folder; point to a folder of .txt/.md articles")
-    articles = [a for p in article_files(root) if (a := read_article(p, root)) is not None]
+    files = article_files(root)
+    ids = derive_doc_ids(files, root)
+    articles = [a for p in files if (a := read_article(p, root, ids[p])) is not None]
     if not articles:
         raise CorpusError(f"no readable .txt or .md article in {root}; add UTF-8 articles there")
     return articles

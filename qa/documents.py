@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.corpus import ARTICLE_SUFFIXES
+from qa.corpus import ARTICLE_SUFFIXES, doc_id_of_new_file
 from qa.durable import fsync_dir
-from qa.errors import InvalidDocument
+from qa.errors import CorpusError, InvalidDocument
 from qa.index import write_atomic
 
 # Letters, digits, dot, dash, underscore; no path separators, no "..", no control characters.
@@ -77,7 +77,11 @@ def compose_text(text: str, title: str | None) -> str:
 
 
 def article_path(corpus_dir: Path, doc_id: str) -> Path:
-    """The existing file for ``doc_id`` (any article suffix), or ``<doc_id>.txt`` for a new one."""
+    """The existing file for ``doc_id`` (any article suffix; ``foo.md`` itself for an id that
+    keeps its extension because ``foo.txt`` exists too), or ``<doc_id>.txt`` for a new one."""
+    named = corpus_dir / doc_id
+    if named.suffix.lower() in ARTICLE_SUFFIXES and named.is_file():
+        return named
     for suffix in ARTICLE_SUFFIXES:
         p = corpus_dir / f"{doc_id}{suffix}"
         if p.is_file():
@@ -85,10 +89,24 @@ def article_path(corpus_dir: Path, doc_id: str) -> Path:
     return corpus_dir / f"{doc_id}.txt"
 
 
+def check_writable_id(corpus_dir: Path, doc_id: str) -> Path:
+    """The file that article ``doc_id`` is written to; InvalidDocument if the corpus loader would
+    read that file back under another id (``foo`` where ``foo.md`` and ``foo.txt`` both exist)."""
+    path = article_path(corpus_dir, doc_id)
+    try:
+        derived = doc_id_of_new_file(path, corpus_dir)
+    except CorpusError as e:
+        raise InvalidDocument(f"doc_id {doc_id!r} cannot be stored: {e}") from e
+    if derived != doc_id:
+        raise InvalidDocument(f"doc_id {doc_id!r} is ambiguous: {path.name} in the corpus folder is article "
+                              f"{derived!r} (ids keep their extension where two files share a name); use {derived!r}")
+    return path
+
+
 def write_article(corpus_dir: Path, doc_id: str, text: str) -> Path:
     """Durably write the article file (atomic replace, fsynced)."""
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    path = article_path(corpus_dir, doc_id)
+    path = check_writable_id(corpus_dir, doc_id)
     write_atomic(path, text.encode("utf-8"))
     return path
 

@@ -31,7 +31,7 @@ from qa.bm25 import BM25, RowView
 from qa.chunk import chunk_article
 from qa.durable import fsync_dir
 from qa.embed import Embedder
-from qa.errors import IndexCorrupt, IndexMissing
+from qa.errors import CorpusError, IndexCorrupt, IndexMissing
 from qa.journal import JOURNAL, DeleteRecord, PutRecord, Record
 from qa.types import Article, Chunk
 
@@ -138,6 +138,10 @@ class Manifest:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     created: float = 0.0
+    # The folder the index was built from: absolute, and relative to the index folder (so that a
+    # checkout moved with its index still finds it). Empty for an index built from a list.
+    corpus_dir: str = ""
+    corpus_dir_from_index: str = ""
 
     def to_json(self) -> str:
         """The manifest as JSON, with a SHA-256 of its own content (so that no flipped byte in it,
@@ -175,6 +179,7 @@ def _manifest_sha256(data: dict[str, Any]) -> str:
 _MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
     "embed_model": str, "dim": int, "chunk_tokens": int, "chunk_overlap_tokens": int, "index_type": str,
     "fingerprints": dict, "n_chunks": int, "files": dict, "format_version": int, "created": (int, float),
+    "corpus_dir": str, "corpus_dir_from_index": str,
 }
 
 
@@ -457,12 +462,21 @@ def build_index(
     hnsw_min_chunks: int,
     previous: SearchIndex | None = None,
     show_progress: bool = False,
+    corpus_dir: Path | None = None,
+    index_dir: Path | None = None,
 ) -> SearchIndex:
-    """Chunk, embed and index ``articles``.
+    """Chunk, embed and index ``articles`` (read from ``corpus_dir``, recorded in the manifest
+    together with its path relative to ``index_dir``).
 
     Vectors of unchanged articles are reused from ``previous`` when it was built with the same
     model and chunk settings, so adding one article to a large index embeds only that article.
     """
+    seen: dict[str, Article] = {}
+    for a in articles:
+        if a.doc_id in seen:
+            raise CorpusError(f"{seen[a.doc_id].path or 'an article'} and {a.path or 'another'} are both article "
+                              f"{a.doc_id!r}; doc ids must be unique")
+        seen[a.doc_id] = a
     if chunk_tokens > embedder.max_tokens:
         raise ValueError(
             f"chunk_tokens must be <= {embedder.max_tokens} (the embedding model's limit), got {chunk_tokens}"
@@ -515,7 +529,27 @@ def build_index(
         n_chunks=len(chunks),
         created=time.time(),
     )
+    manifest.corpus_dir, manifest.corpus_dir_from_index = corpus_location(corpus_dir, index_dir)
     return SearchIndex.create(manifest, {a.doc_id: a for a in articles}, chunks, faiss_index, make_bm25(chunks))
+
+
+def corpus_location(corpus_dir: Path | None, index_dir: Path | None) -> tuple[str, str]:
+    """The manifest's record of the corpus folder: absolute, and relative to ``index_dir``."""
+    if corpus_dir is None:
+        return "", ""
+    absolute = Path(corpus_dir).resolve()
+    relative = os.path.relpath(absolute, Path(index_dir).resolve()) if index_dir is not None else ""
+    return str(absolute), relative
+
+
+def recorded_corpus(manifest: Manifest, index_dir: Path) -> Path | None:
+    """The folder ``manifest``'s index was built from, as it can be reached now: relative to the
+    index folder if that exists, else the absolute path recorded; None if none was recorded."""
+    if manifest.corpus_dir_from_index:
+        moved = (Path(index_dir) / manifest.corpus_dir_from_index).resolve()
+        if moved.is_dir():
+            return moved
+    return Path(manifest.corpus_dir) if manifest.corpus_dir else None
 
 
 # ---------------------------------------------------------------- writes (the journal)

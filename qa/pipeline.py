@@ -22,7 +22,15 @@ from qa.documents import (
     write_article,
 )
 from qa.embed import Embedder, make_embedder
-from qa.errors import DocumentNotFound, IndexCorrupt, IndexMissing, IndexStale, InvalidDocument, InvalidQuestion
+from qa.errors import (
+    CorpusError,
+    DocumentNotFound,
+    IndexCorrupt,
+    IndexMissing,
+    IndexStale,
+    InvalidDocument,
+    InvalidQuestion,
+)
 from qa.index import (
     SearchIndex,
     build_index,
@@ -30,6 +38,8 @@ from qa.index import (
     needs_compaction,
     needs_rebuild,
     prepare_put,
+    read_manifest,
+    recorded_corpus,
     save_index,
     staleness,
     write_record,
@@ -97,17 +107,42 @@ class QAPipeline:
         notify: Callable[[str], None] | None = None,
         show_progress: bool = False,
     ) -> None:
-        """Load models and the index; (re)build the index from ``corpus_dir`` when it is missing,
-        stale or corrupt and ``rebuild`` is true. ``notify`` receives one-line status messages."""
+        """Load models and the index; (re)build the index from the corpus folder
+        (:meth:`resolve_corpus`) when it is missing, stale or corrupt and ``rebuild`` is true.
+        ``notify`` receives one-line status messages."""
         if notify is not None and hasattr(self.embedder, "notify"):
             self.embedder.notify = notify  # a one-time ONNX export says so
         self.embedder.load()
-        corpus = Path(corpus_dir) if corpus_dir is not None else self.settings.corpus_dir
+        corpus = self.resolve_corpus(corpus_dir)
         self.corpus_dir = corpus
         self.set_index(self.ensure_index(corpus, rebuild, notify, show_progress))
         if self._reader is None:
             self._reader = make_reader(self.settings, self.embedder, resolve_reader_kind(self.settings), notify)
         self._reader.load()
+
+    def resolve_corpus(self, corpus_dir: Path | str | None = None) -> Path:
+        """The corpus folder: ``corpus_dir`` if given, else ``QA_CORPUS_DIR`` (or a
+        ``Settings(corpus_dir=...)``), else the folder the existing index was built from, else
+        ``seeds/``.
+
+        Raises:
+            CorpusError: the index's own folder is the choice and it no longer exists.
+        """
+        if corpus_dir is not None:
+            return Path(corpus_dir)
+        s = self.settings
+        if "corpus_dir" in s.model_fields_set:
+            return s.corpus_dir
+        try:
+            recorded = recorded_corpus(read_manifest(s.index_dir), s.index_dir)
+        except (IndexMissing, IndexCorrupt):
+            recorded = None
+        if recorded is None:
+            return s.corpus_dir
+        if not recorded.is_dir():
+            raise CorpusError(f"the index in {s.index_dir}/ was built from {recorded}/, which no longer exists; "
+                              "point to the articles with --corpus DIR or QA_CORPUS_DIR")
+        return recorded
 
     def set_index(self, index: SearchIndex) -> None:
         """Swap in a new index (readers of the old one finish with it)."""
@@ -136,9 +171,18 @@ class QAPipeline:
             )
             if why is None:
                 return index
-            if not rebuild:
+            built_from = recorded_corpus(index.manifest, s.index_dir)
+            if built_from is not None and built_from.resolve() != corpus.resolve():
+                if not rebuild:
+                    raise IndexStale(f"the index in {s.index_dir}/ was built from {built_from}/, not {corpus}/ "
+                                     f"({why}); use --corpus {built_from}, or run `qa index build {corpus}`")
+                if notify:
+                    notify(f"the index in {s.index_dir}/ was built from {built_from}/, not {corpus}/ ({why}); "
+                           f"rebuilding it from {corpus}/ as asked (--corpus or QA_CORPUS_DIR; without them "
+                           f"the indexed folder is used)")
+            elif not rebuild:
                 raise IndexStale(f"the index in {s.index_dir}/ is stale: {why}; run `qa index build {corpus}`")
-            if notify:
+            elif notify:
                 notify(f"index is stale ({why}); rebuilding from {corpus}/")
             previous = index
         except IndexMissing:
@@ -153,12 +197,17 @@ class QAPipeline:
             if notify:
                 notify(f"{e}; rebuilding from {corpus}/")
             articles = load_corpus(corpus)
-        return self.build(articles, previous, show_progress)
+        return self.build(articles, previous, show_progress, corpus)
 
     def build(
-        self, articles: list[Article], previous: SearchIndex | None = None, show_progress: bool = False
+        self,
+        articles: list[Article],
+        previous: SearchIndex | None = None,
+        show_progress: bool = False,
+        corpus: Path | None = None,
     ) -> SearchIndex:
-        """Build and atomically save an index of ``articles``."""
+        """Build and atomically save an index of ``articles`` (read from the folder ``corpus``,
+        which the manifest records; default: the pipeline's corpus folder)."""
         s = self.settings
         self.embedder.load()
         index = build_index(
@@ -169,6 +218,8 @@ class QAPipeline:
             s.hnsw_min_chunks,
             previous=previous,
             show_progress=show_progress,
+            corpus_dir=corpus if corpus is not None else self.corpus_dir,
+            index_dir=s.index_dir,
         )
         save_index(index, s.index_dir)
         return index

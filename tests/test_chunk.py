@@ -13,6 +13,8 @@ ODD_TEXTS = [
     "No trailing newline. Ends here",
     "Emoji 🚀 and combining e\u0301 marks. Zürich, Kyiv — Київ. 東京 is big.",
     "A" * 3000,  # one over-long "word"
+    "See https://example.org/" + "/".join(f"segment{i}" for i in range(300)) + " for more.",  # a long URL
+    "Before. " + "x" * 1000 + " " + "y" * 999 + ". After.",  # two over-long words in one sentence
     ("word " * 700).strip(),  # one over-long sentence
     "U.S. President Trump spoke.Then it ended.\n\n\nNew paragraph!",
 ]
@@ -23,8 +25,8 @@ def _check(article, chunks, max_tokens, counter) -> None:  # type: ignore[no-unt
     for c in chunks:
         assert c.text == article.text[c.start : c.end]
         assert c.text.strip() == c.text and c.text
-        # whole chunk fits the model: sum of its words' tokens
-        assert sum(counter.count_tokens(c.text.split())) <= max_tokens or len(c.text.split()) == 1
+        # whole chunk fits the model: sum of its words' tokens, a lone over-long word's pieces included
+        assert sum(counter.count_tokens(c.text.split())) <= max_tokens
     # every word is covered by some chunk
     covered = set()
     for c in chunks:
@@ -65,3 +67,30 @@ def test_sentence_split_keeps_abbreviations_and_glued_sentences() -> None:
     assert [t[s:e] for s, e in split_sentences(t)] == ["The U.S. embassy warned.", "Talks ended.", "The Kremlin spoke"]
     s, e = sentence_around(t, t.index("embassy"), t.index("embassy") + 7)
     assert t[s:e] == "The U.S. embassy warned."
+
+
+def test_an_unbroken_string_becomes_chunks_within_the_limit() -> None:
+    e = FakeEmbedder()
+    a = make_article("wall", "A" * 3000)
+    chunks = chunk_article(a, e, 64, 16)
+    assert len(chunks) >= 3000 // (64 * 4)
+    assert max(e.count_tokens([c.text])[0] for c in chunks) <= 64
+    assert "".join(c.text for c in chunks) == a.text  # pieces tile the word exactly
+
+
+def test_a_long_url_is_cut_after_its_separators() -> None:
+    e = FakeEmbedder()
+    url = "https://example.org/" + "/".join(f"seg{i:03d}" for i in range(300))
+    chunks = chunk_article(make_article("url", url), e, 32, 8)
+    assert all(e.count_tokens([c.text])[0] <= 32 for c in chunks)
+    assert all(c.text.endswith("/") for c in chunks[:-1])
+
+
+@pytest.mark.integration
+def test_real_tokenizer_keeps_a_300_segment_url_within_the_limit(real_embedder) -> None:  # type: ignore[no-untyped-def]
+    url = "https://news.example.com/" + "/".join(f"section-{i}-story" for i in range(300))
+    a = make_article("url", f"Read it at {url} today.")
+    chunks = chunk_article(a, real_embedder, 160, 32)
+    counts = real_embedder.count_tokens([c.text for c in chunks])
+    assert len(chunks) > 1 and max(counts) <= 160
+    assert all(c.text == a.text[c.start : c.end] for c in chunks)

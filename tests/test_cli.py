@@ -13,7 +13,8 @@ from .conftest import SEEDS
 pytestmark = pytest.mark.integration
 
 
-def _run(args: list[str], index: Path, *extra_env: tuple[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], index: Path, *extra_env: tuple[str, str], corpus: bool = True
+         ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "QA_INDEX_DIR": str(index),
@@ -22,6 +23,8 @@ def _run(args: list[str], index: Path, *extra_env: tuple[str, str]) -> subproces
         "NO_COLOR": "1",
         **dict(extra_env),
     }
+    if not corpus:
+        del env["QA_CORPUS_DIR"]
     code = "import sys; from qa.cli import {0}; raise SystemExit({0}(sys.argv[1:]))"
     entry = "ask_main" if args[0] == "ask" else "qa_main"
     return subprocess.run(
@@ -135,3 +138,29 @@ def test_ask_starts_fast_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch, 
         monkeypatch.setenv("QA_FAST_START", env)
     qa.cli.ask_main(["Who leads?"])
     assert seen == [want]
+
+
+def test_a_plain_ask_uses_the_folder_the_index_was_built_from(tmp_path: Path) -> None:
+    mine = tmp_path / "my-articles"
+    mine.mkdir()
+    (mine / "harbour.txt").write_text("Harbour news\nThe new harbour crane in Gdynia was delivered by ship on "
+                                      "4 March 2025.\n", encoding="utf-8")
+    (mine / "tram.txt").write_text("Tram news\nThe tram line in Poznan reopened on 9 April 2025.\n", encoding="utf-8")
+    idx = tmp_path / "idx"
+    r = _run(["qa", "index", "build", str(mine)], idx, corpus=False)
+    assert r.returncode == 0, r.stderr
+    version = (idx / "CURRENT").read_text()
+
+    r = _run(["ask", "--json", "--reader", "span", "When was the harbour crane delivered?"], idx, corpus=False)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["citations"] and {c["doc_id"] for c in out["citations"]} <= {"harbour", "tram"}
+    assert "rebuild" not in r.stderr and (idx / "CURRENT").read_text() == version  # the user's index is kept
+
+    r = _run(["qa", "index", "status"], idx, corpus=False)
+    assert r.returncode == 0 and f"built from {mine.resolve()}" in r.stdout and "up to date" in r.stdout
+
+    r = _run(["ask", "--reader", "span", "--corpus", str(SEEDS), "Who is Russia's lead negotiator?"], idx,
+             corpus=False)
+    assert r.returncode == 0, r.stderr
+    assert f"was built from {mine.resolve()}/, not {SEEDS}/" in r.stderr and "rebuilding it from" in r.stderr

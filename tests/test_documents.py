@@ -95,3 +95,68 @@ def test_lru_cache_is_safe_under_threads() -> None:
     for t in threads:
         t.join()
     assert not errors and len(cache) <= 8
+
+
+def _clashing_folder(root: Path) -> Path:
+    root.mkdir()
+    (root / "foo.md").write_text("# Markdown foo\nThe Orinoco delta flooded in March.", encoding="utf-8")
+    (root / "foo.txt").write_text("Text foo\nThe Zambezi bridge opened in May after long delays.", encoding="utf-8")
+    (root / "bar.txt").write_text("Bar\nNothing in common with the others.", encoding="utf-8")
+    return root
+
+
+def test_files_sharing_a_stem_get_distinct_ids_and_exact_citations(tmp_path: Path) -> None:
+    corpus = _clashing_folder(tmp_path / "c")
+    p = _pipeline(tmp_path, corpus)
+    p.load(corpus)
+    assert sorted(p.index.articles) == ["bar", "foo.md", "foo.txt"]  # type: ignore[union-attr]
+    for c in p.index.chunks:  # type: ignore[union-attr]
+        assert p.index.articles[c.doc_id].text[c.start : c.end] == c.text  # type: ignore[union-attr]
+    hit = p.search("Zambezi bridge", 1)[0]
+    assert hit.chunk.doc_id == "foo.txt" and "Zambezi" in hit.chunk.text
+
+
+def test_deleting_one_of_two_same_stem_files_stays_deleted_after_a_restart(tmp_path: Path) -> None:
+    corpus = _clashing_folder(tmp_path / "c")
+    p = _pipeline(tmp_path, corpus)
+    p.load(corpus)
+    p.delete_document("foo.txt")
+    assert not (corpus / "foo.txt").exists() and (corpus / "foo.md").exists()
+    again = _pipeline(tmp_path, corpus)
+    again.load(corpus)
+    assert sorted(again.index.articles) == ["bar", "foo"]  # type: ignore[union-attr]  # foo.md alone: its stem
+    with pytest.raises(DocumentNotFound):
+        again.document("foo.txt")
+
+
+def test_writing_an_ambiguous_or_aliased_id_is_refused(tmp_path: Path) -> None:
+    corpus = _clashing_folder(tmp_path / "c")
+    p = _pipeline(tmp_path, corpus)
+    p.load(corpus)
+    with pytest.raises(InvalidDocument, match="ambiguous"):
+        p.add_document("foo", "A third foo.")
+    with pytest.raises(InvalidDocument, match="'bar'"):
+        p.add_document("bar.txt", "bar.txt holds article 'bar'.")
+    _, replaced = p.add_document("foo.md", "# Markdown foo\nReplaced in place.")
+    assert replaced and (corpus / "foo.md").read_text(encoding="utf-8").endswith("Replaced in place.")
+    assert sorted(p.index.articles) == ["bar", "foo.md", "foo.txt"]  # type: ignore[union-attr]
+
+
+def test_an_index_never_holds_two_articles_under_one_id(fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    from qa.corpus import make_article
+    from qa.errors import CorpusError
+    from qa.index import build_index
+
+    arts = [make_article("same", "One text.", "a/same.txt"), make_article("same", "Another text.", "b/same.md")]
+    with pytest.raises(CorpusError, match=r"a/same\.txt and b/same\.md"):
+        build_index(arts, fake_embedder, 64, 16, 50_000)
+
+
+def test_ids_that_still_collide_refuse_the_folder_naming_both(tmp_path: Path) -> None:
+    from qa.corpus import load_corpus
+    from qa.errors import CorpusError
+
+    for name in ("a.md", "a.txt", "a.md.txt"):
+        (tmp_path / name).write_text(f"{name}\nbody", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"a\.md.* and .*a\.md\.txt"):
+        load_corpus(tmp_path)

@@ -131,3 +131,35 @@ def test_crash_during_save_keeps_previous_index(
     assert current_version(tmp_path / "idx") == before
     assert len(load_index(tmp_path / "idx").articles) == 5
     assert not any(x.name.startswith(".tmp") for x in (tmp_path / "idx").iterdir())
+
+
+def test_the_manifest_records_the_corpus_folder_and_finds_it_after_a_move(
+    tmp_path: Path, seeds_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from qa.errors import CorpusError
+
+    monkeypatch.delenv("QA_CORPUS_DIR", raising=False)
+    home = tmp_path / "checkout"
+    home.mkdir()
+    shutil.copytree(seeds_copy, home / "articles")
+    p = _pipeline(tmp_path, home / "articles")
+    p.settings = Settings(index_dir=home / "index", corpus_dir=home / "articles", chunk_tokens=60,
+                          chunk_overlap_tokens=10)
+    p.load()
+    plain = Settings(index_dir=home / "index", chunk_tokens=60, chunk_overlap_tokens=10)  # no corpus_dir given
+    assert QAPipeline(plain, embedder=FakeEmbedder(), reader=NoReader()).resolve_corpus() == (home / "articles"
+                                                                                            ).resolve()
+    moved = tmp_path / "moved"
+    home.rename(moved)
+    plain = Settings(index_dir=moved / "index", chunk_tokens=60, chunk_overlap_tokens=10)
+    again = QAPipeline(plain, embedder=FakeEmbedder(), reader=NoReader())
+    assert again.resolve_corpus() == (moved / "articles").resolve()  # found next to the moved index
+    version = (moved / "index" / "CURRENT").read_text()
+    again.load()
+    assert (moved / "index" / "CURRENT").read_text() == version  # not stale: nothing rebuilt
+
+    shutil.rmtree(moved / "articles")
+    with pytest.raises(CorpusError, match=r"was built from .*which no longer exists.*--corpus"):
+        QAPipeline(plain, embedder=FakeEmbedder(), reader=NoReader()).resolve_corpus()

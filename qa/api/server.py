@@ -90,7 +90,8 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> in
     from qa.pipeline import QAPipeline
 
     # Build or check the index once, before the workers load it side by side.
-    QAPipeline(settings).ensure_index(settings.corpus_dir, notify=logging.getLogger("qa.api").info)
+    builder = QAPipeline(settings)
+    builder.ensure_index(builder.resolve_corpus(), notify=logging.getLogger("qa.api").info)
     os.environ[ENV_SETTINGS] = settings.model_dump_json()
     os.environ[ENV_HOST] = host
     os.environ[ENV_WORKERS] = str(workers)

@@ -77,7 +77,7 @@ class Service:
         self._loaded()
 
     def _load_blocking(self) -> None:
-        self.pipeline.load(self.settings.corpus_dir, notify=log.info)
+        self.pipeline.load(notify=log.info)  # QA_CORPUS_DIR, else the indexed folder
 
     def _loaded(self) -> None:
         if self.status == "ready":
