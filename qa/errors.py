@@ -35,3 +35,7 @@ class InvalidDocument(QAError):
 
 class DocumentNotFound(QAError):
     """No article with that id."""
+
+
+class IndexBusy(QAError):
+    """Another write, a compaction or another process holds the index longer than a write may wait."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from qa import writer_lock
 from qa.answer import assemble
 from qa.corpus import load_corpus, make_article
 from qa.documents import (
+    Previous,
     compose_text,
     delete_article,
     discard_previous,
@@ -25,6 +28,7 @@ from qa.embed import Embedder, make_embedder
 from qa.errors import (
     CorpusError,
     DocumentNotFound,
+    IndexBusy,
     IndexCorrupt,
     IndexMissing,
     IndexStale,
@@ -34,6 +38,7 @@ from qa.errors import (
 from qa.index import (
     SearchIndex,
     build_index,
+    current_version,
     load_index,
     needs_compaction,
     needs_rebuild,
@@ -44,7 +49,7 @@ from qa.index import (
     staleness,
     write_record,
 )
-from qa.journal import DeleteRecord
+from qa.journal import JOURNAL, DeleteRecord
 from qa.read import Reader, make_reader, min_confidence_for, resolve_reader_kind
 from qa.retrieve import HybridRetriever
 from qa.settings import Settings
@@ -82,6 +87,8 @@ class QAPipeline:
         self.retriever: HybridRetriever | None = None
         self.corpus_dir: Path = settings.corpus_dir
         self._write_lock = threading.Lock()  # writes are serialised; questions never wait on it
+        self._disk_state: tuple[str, int] | None = None  # (version, journal bytes) the loaded index matches
+        self._compaction: threading.Thread | None = None
 
     # ------------------------------------------------------------ loading
     @property
@@ -148,6 +155,66 @@ class QAPipeline:
         """Swap in a new index (readers of the old one finish with it)."""
         self.retriever = HybridRetriever(index, self.embedder, self.settings.candidates_k, self.settings.rrf_k)
         self.index = index
+        self._disk_state = _disk_state_of(index.path)
+
+    # ------------------------------------------------------------ other processes
+    def index_changed_on_disk(self) -> bool:
+        """Whether another process changed the index folder since this one loaded or wrote it: a
+        new version in ``CURRENT`` (a rebuild) or journal records this process did not write."""
+        if self.index is None or self.index.path is None:
+            return False
+        try:
+            version = current_version(self.settings.index_dir)
+        except (IndexMissing, IndexCorrupt):
+            return False
+        return _disk_state_of(version) != self._disk_state
+
+    def _reload_if_changed(self) -> bool:
+        """Reload the index when another process changed it (call with the writer lock held)."""
+        if not self.index_changed_on_disk():
+            return False
+        fresh = load_index(self.settings.index_dir)
+        log.info("the index in %s/ was changed by another process; reloaded %s (%d articles)",
+                 self.settings.index_dir, fresh.path.name if fresh.path else "it", len(fresh.articles))
+        self.set_index(fresh)
+        return True
+
+    def refresh(self) -> bool:
+        """Pick up what another process wrote to the index folder (a `qa index build`, a second
+        server's writes); True if the index was reloaded. Skipped (False) while this process or
+        another one is writing: the next call or write catches up."""
+        if not self.index_changed_on_disk() or not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            with writer_lock.hold(self.settings.index_dir, 0.0, "reloading the index"):
+                return self._reload_if_changed()
+        except IndexBusy:
+            return False
+        finally:
+            self._write_lock.release()
+
+    @contextlib.contextmanager
+    def _writing(self, what: str, refresh: bool = True) -> Iterator[None]:
+        """Be the one writer of the index folder: this process's writes and compaction, then
+        other processes (the folder's file lock), each waited for at most ``write_timeout_s``.
+        With ``refresh``, an index changed by another process meanwhile is reloaded first, so a
+        write never goes into a version a rebuild has replaced.
+
+        Raises:
+            IndexBusy: the wait ran out (the message says who holds the index).
+        """
+        timeout = self.settings.write_timeout_s
+        deadline = time.monotonic() + timeout
+        if not self._write_lock.acquire(timeout=timeout):
+            raise IndexBusy(f"another write or a compaction of the index is still running after {timeout:g}s "
+                            "(QA_WRITE_TIMEOUT_S); retry shortly")
+        try:
+            with writer_lock.hold(self.settings.index_dir, deadline - time.monotonic(), what):
+                if refresh:
+                    self._reload_if_changed()
+                yield
+        finally:
+            self._write_lock.release()
 
     def ensure_index(
         self,
@@ -208,8 +275,14 @@ class QAPipeline:
     ) -> SearchIndex:
         """Build and atomically save an index of ``articles`` (read from the folder ``corpus``,
         which the manifest records; default: the pipeline's corpus folder)."""
-        s = self.settings
         self.embedder.load()
+        with self._writing("building the index", refresh=False):
+            return self._build_locked(articles, previous, show_progress, corpus)
+
+    def _build_locked(
+        self, articles: list[Article], previous: SearchIndex | None, show_progress: bool, corpus: Path | None
+    ) -> SearchIndex:
+        s = self.settings
         index = build_index(
             articles,
             self.embedder,
@@ -311,7 +384,7 @@ class QAPipeline:
         stored = compose_text(validate_text(text, s.max_document_chars), validate_title(title, s.max_title_chars))
         if len(stored) > s.max_document_chars:
             raise InvalidDocument(f"title and text have {len(stored)} characters; the limit is {s.max_document_chars}")
-        with self._write_lock:
+        with self._writing(f"writing article {doc_id!r}"):
             current = self._writable_index()
             replaced = doc_id in current.articles
             # A failed journal append (a full disk) puts the old file back and leaves no record:
@@ -327,7 +400,8 @@ class QAPipeline:
                 restore_previous(self.corpus_dir, doc_id, previous)
                 raise
             finally:
-                discard_previous(previous)
+                _discard_quietly(previous)
+            # Applied and durable from here on: nothing below may turn it into an error answer.
             self.set_index(updated)
             self._compact_if_due()
         return article, replaced
@@ -335,7 +409,7 @@ class QAPipeline:
     def delete_document(self, doc_id: str) -> None:
         """Remove an article from the corpus folder and the index; raises DocumentNotFound."""
         validate_doc_id(doc_id, self.settings.max_doc_id_chars)
-        with self._write_lock:
+        with self._writing(f"deleting article {doc_id!r}"):
             current = self._writable_index()
             if doc_id not in current.articles:
                 raise DocumentNotFound(f"no article with doc_id {doc_id!r}")
@@ -349,34 +423,86 @@ class QAPipeline:
                 restore_previous(self.corpus_dir, doc_id, previous)
                 raise
             finally:
-                discard_previous(previous)
+                _discard_quietly(previous)
             self.set_index(updated)
             self._compact_if_due()
 
     def _compact_if_due(self) -> None:
-        """Save a fresh full version when the journal has grown past the settings' bounds.
+        """Save a fresh full version when the journal has grown past the settings' bounds: in a
+        background thread (``compact_in_background``), so the write that crossed the bound is
+        answered at once; writes issued meanwhile wait for it at most ``write_timeout_s``.
 
-        The write is already durable in the journal, so a failed compaction (a full disk) is
-        logged and changes nothing: the journal goes on, and the next write tries again.
+        The writes are already durable in the journal, so a failed compaction (a full disk) is
+        logged and changes nothing: the journal goes on, and a later write tries again.
         """
         s = self.settings
-        index = self._loaded_index()
-        if not needs_compaction(index, s.journal_compact_fraction, s.journal_compact_min_chunks):
+        if not needs_compaction(self._loaded_index(), s.journal_compact_fraction, s.journal_compact_min_chunks):
             return
-        try:
-            self.compact(index)
-        except (OSError, RuntimeError, MemoryError) as e:
-            log.warning("compacting the index journal failed (%s); the journal keeps every write", e)
+        if not s.compact_in_background:
+            self._compact_logged()
+            return
+        if self._compaction is not None and self._compaction.is_alive():
+            return
+        self._compaction = threading.Thread(target=self._compact_in_background, name="qa-compaction", daemon=True)
+        self._compaction.start()
 
-    def compact(self, index: SearchIndex | None = None) -> SearchIndex:
-        """Save ``index`` (default: the current one) as a fresh version with an empty journal:
-        as it is, or rebuilt (vectors reused) when too many rows are deleted or the corpus has
-        outgrown flat search."""
+    def _compact_in_background(self) -> None:
+        try:
+            with self._writing("compacting the index"):
+                s = self.settings
+                if needs_compaction(self._loaded_index(), s.journal_compact_fraction, s.journal_compact_min_chunks):
+                    self._compact_logged()
+        except Exception as e:  # IndexBusy or anything else: the journal keeps every write
+            log.warning("compacting the index journal did not run (%s: %s); the journal keeps every write and a "
+                        "later write tries again", type(e).__name__, e)
+
+    def _compact_logged(self) -> None:
+        try:
+            self._compact_locked(self._loaded_index())
+        except Exception as e:  # a write that is applied is never reported as failed
+            log.warning("compacting the index journal failed (%s: %s); the journal keeps every write",
+                        type(e).__name__, e)
+
+    def wait_for_compaction(self, timeout_s: float | None = None) -> None:
+        """Wait until a background compaction (if one runs) has finished."""
+        thread = self._compaction
+        if thread is not None:
+            thread.join(timeout_s)
+
+    def compact(self) -> SearchIndex:
+        """Save the current index as a fresh version with an empty journal: as it is, or rebuilt
+        (vectors reused) when too many rows are deleted or the corpus has outgrown flat search."""
+        with self._writing("compacting the index"):
+            return self._compact_locked(self._loaded_index())
+
+    def _compact_locked(self, index: SearchIndex) -> SearchIndex:
         s = self.settings
-        index = index if index is not None else self._loaded_index()
         if needs_rebuild(index, s.journal_compact_fraction, s.hnsw_min_chunks):
-            fresh = self.build([index.articles[d] for d in sorted(index.articles)], previous=index)
-            self.set_index(fresh)
-            return fresh
-        save_index(index, s.index_dir)
+            index = self._build_locked([index.articles[d] for d in sorted(index.articles)], index, False, None)
+        else:
+            save_index(index, s.index_dir)
+        self.set_index(index)
         return index
+
+
+def _disk_state_of(version: Path | None) -> tuple[str, int] | None:
+    """(version name, journal bytes) of an index version folder, what another process's
+    rebuild or write changes."""
+    if version is None:
+        return None
+    try:
+        size = (version / JOURNAL).stat().st_size
+    except FileNotFoundError:
+        size = 0
+    except OSError:
+        size = -1
+    return version.name, size
+
+
+def _discard_quietly(previous: Previous | None) -> None:
+    """Drop the kept copy of a replaced article; a failure is logged (the write itself is done)."""
+    try:
+        discard_previous(previous)
+    except OSError as e:
+        log.warning("could not remove the kept copy of a replaced article (%s); it is a hidden file the corpus "
+                    "loader skips", e)

@@ -71,6 +71,23 @@ class Settings(BaseSettings):
     journal_compact_min_chunks: int = Field(
         default=10_000, ge=0, description="journal rows below which a write never compacts the index"
     )
+    compact_in_background: bool = Field(
+        default=True,
+        description="compact in a background thread, so the write that crossed the bound is answered at once "
+        "(writes issued meanwhile wait for it, at most write_timeout_s); false: inline, as part of that write",
+    )
+    write_timeout_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="longest a write waits for another write, a compaction, or another process holding the "
+        "index folder (a `qa index build`); beyond it the write is refused unchanged (the API answers 503 busy)",
+    )
+    index_poll_s: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="how often a server checks whether another process rebuilt or wrote to its index folder and "
+        "reloads it (0: never)",
+    )
 
     # Reading and answering.
     reader: Literal["auto", "transformers", "span"] = "auto"

@@ -178,6 +178,7 @@ def test_compaction_saves_a_fresh_version_with_the_same_results(tmp_path: Path, 
     p.settings.journal_compact_fraction = (index.n_deleted + 1) / index.n_rows
     assert index.store.journal_rows > p.settings.journal_compact_fraction * index.store.base_rows
     p.add_document("note-2", "A short note about the Zanzibar ferry timetable.")
+    p.wait_for_compaction()
     second = current_version(tmp_path / "idx")
     assert second != first and not first.exists() and not (second / JOURNAL).exists()
     assert p.index.store.journal_rows == 0  # type: ignore[union-attr]
@@ -197,6 +198,7 @@ def test_compaction_rebuilds_when_many_rows_are_deleted(tmp_path: Path, seeds_co
     n = p.index.n_rows  # type: ignore[union-attr]
     for d in sorted(p.index.articles)[:3]:  # type: ignore[union-attr]
         p.delete_document(d)
+        p.wait_for_compaction()
     # the deletions crossed the bound: rebuilt without the deleted rows
     assert p.index.n_deleted == 0 and p.index.n_rows < n  # type: ignore[union-attr]
     assert load_index(tmp_path / "idx").n_rows == p.index.n_rows  # type: ignore[union-attr]

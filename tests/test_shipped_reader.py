@@ -47,6 +47,40 @@ def test_off_topic_is_not_in_the_articles_with_its_best_candidate(shipped_pipeli
         assert art.text[a.candidate.start : a.candidate.end] == a.candidate.text
 
 
+def test_ask_answers_the_readme_questions_with_the_default_reader(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`ask` as a user runs it: no --reader, so the shipped model answers (on ONNX Runtime, as `ask` starts)."""
+    from .test_cli import _run
+
+    r = _run(["ask", "--json", "When was the second Istanbul round?"], tmp_path / "idx")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["answer"] and "june" in normalize_answer(out["answer"]) and "2" in out["answer"]
+    c = out["citations"][0]
+    assert (SEEDS / f"{c['doc_id']}.txt").read_text(encoding="utf-8")[c["start"] : c["end"]] == c["text"]
+    r = _run(["ask", "--json", "Who won the 2022 FIFA World Cup?"], tmp_path / "idx")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["answer"] is None
+    r = _run(["ask", "Who is Russia's lead negotiator?"], tmp_path / "idx")
+    assert r.returncode == 0 and r.stdout.startswith("Vladimir Medinsky"), r.stdout
+
+
+def test_the_api_answers_the_readme_questions_with_the_shipped_reader(shipped_pipeline) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from qa.api.app import create_app
+
+    with TestClient(create_app(shipped_pipeline.settings, shipped_pipeline)) as client:
+        r = client.post("/ask", json={"question": "When was the second Istanbul round?"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["answer"] and "june" in normalize_answer(body["answer"])
+        c = body["citations"][0]
+        assert shipped_pipeline.index.articles[c["doc_id"]].text[c["start"] : c["end"]] == c["text"]
+        assert client.get("/ask", params={"q": "Who is Russia's lead negotiator?"}).json()["answer"] == (
+            "Vladimir Medinsky")
+        assert client.post("/ask", json={"question": "Who won the 2022 FIFA World Cup?"}).json()["answer"] is None
+
+
 def test_the_shipped_model_is_calibrated_and_carded() -> None:
     cal = Calibration.load(PACKAGED_READER_DIR)
     assert cal is not None and cal.a > 0 and 0.0 < cal.min_confidence < 1.0

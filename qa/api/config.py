@@ -36,6 +36,10 @@ class ApiSettings(BaseSettings):
     queue_timeout_s: float = Field(
         default=1.0, ge=0.0, description="longest a question waits for a slot before a 503 (with Retry-After)"
     )
+    write_queue_timeout_s: float = Field(
+        default=30.0, ge=0.0, description="longest a write waits for its turn (writes run one at a time) before a 503 "
+        "(with Retry-After); a refused write changed nothing"
+    )
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 busy and not-ready answers")
 
     @field_validator("api_token")

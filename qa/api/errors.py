@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qa.errors import (
     CorpusError,
     DocumentNotFound,
+    IndexBusy,
     IndexCorrupt,
     IndexMissing,
     IndexStale,
@@ -64,6 +65,8 @@ _SERVER_ERRORS = (IndexMissing, IndexStale, IndexCorrupt, CorpusError, ModelUnav
 
 
 def _qa_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, IndexBusy):  # a write that waited too long for another writer: nothing changed
+        return error_response(503, "busy", f"the server is busy: {exc}", {"Retry-After": "1"})
     for cls, status, code in _CLIENT_ERRORS:
         if isinstance(exc, cls):
             return error_response(status, code, str(exc))

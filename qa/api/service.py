@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
@@ -20,7 +19,7 @@ from qa.api.auth import check_write_access
 from qa.api.config import ApiSettings
 from qa.api.errors import ApiError
 from qa.documents import validate_doc_id
-from qa.errors import QAError
+from qa.errors import IndexBusy, QAError
 from qa.pipeline import QAPipeline
 from qa.read import reader_model_available
 from qa.settings import Settings
@@ -56,11 +55,26 @@ class Service:
 
     # ------------------------------------------------------------ loading
     def start(self, tg: anyio.abc.TaskGroup) -> None:
-        """Begin loading in the background (the server answers /healthz meanwhile)."""
+        """Begin loading in the background (the server answers /healthz meanwhile), and watch the
+        index folder for other processes' changes."""
         if self.status == "ready":
             self._loaded()
         else:
             tg.start_soon(self._load)
+        if self.settings.index_poll_s > 0:
+            tg.start_soon(self._watch_index)
+
+    async def _watch_index(self) -> None:
+        """Reload the index when another process rebuilt it or wrote to it (every ``index_poll_s``)."""
+        while True:
+            await anyio.sleep(self.settings.index_poll_s)
+            if self.status != "ready":
+                continue
+            try:
+                await anyio.to_thread.run_sync(self.pipeline.refresh, abandon_on_cancel=True)
+            except Exception as e:  # a half-written or garbled folder: keep serving what is loaded
+                log.warning("could not reload the index changed on disk (%s: %s); serving the loaded one",
+                            type(e).__name__, e)
 
     async def _load(self) -> None:
         try:
@@ -108,10 +122,13 @@ class Service:
         Questions: at most ``max_concurrent_requests`` in flight and ``max_queued_requests``
         waiting (first come, first served) for at most ``queue_timeout_s``. Writes run one at a
         time (the pipeline serialises them anyway), in their own queue of ``max_queued_requests``,
-        so that writes waiting for their turn never hold the questions' slots. Beyond a full
-        queue or the wait, a 503 with Retry-After asks the client to come back.
+        so that writes waiting for their turn never hold the questions' slots, for at most
+        ``write_queue_timeout_s``; a write then waits at most ``write_timeout_s`` for a compaction or
+        another process. Beyond a full queue or a wait, a 503 with Retry-After asks the client to
+        come back (a refused write changed nothing).
         """
-        gate, timeout = (self._writes, math.inf) if write else (self._questions, self.api.queue_timeout_s)
+        gate, timeout = ((self._writes, self.api.write_queue_timeout_s) if write
+                         else (self._questions, self.api.queue_timeout_s))
         if gate.available_tokens == 0 and self._waiting[write] >= self.api.max_queued_requests:
             raise self._busy(f"{self._waiting[write]} are waiting")
         acquired = False
@@ -123,9 +140,12 @@ class Service:
         finally:
             self._waiting[write] -= 1
         if not acquired:
-            raise self._busy(f"none finished within {self.api.queue_timeout_s:g}s")
+            raise self._busy(f"none finished within {timeout:g}s")
         try:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+        except IndexBusy as e:
+            raise ApiError(503, "busy", f"the server is busy: {e}",
+                           headers={"Retry-After": str(self.api.retry_after_s)}) from e
         finally:
             gate.release()
 

@@ -139,11 +139,13 @@ def test_disk_full_during_compaction_keeps_the_write(tmp_path: Path, monkeypatch
         version = current_version(p.settings.index_dir)
         monkeypatch.setattr(target, attr, fault())
         assert c.post("/documents", json=NEW).status_code == 201
+        p.wait_for_compaction()
         assert current_version(p.settings.index_dir) == version  # not compacted
         _assert_consistent(p)  # the journal has the write
         assert c.post("/ask", json={"question": ZANZIBAR_QUESTION}).json()["answer"] == "3 March 2031"
         monkeypatch.undo()
         assert c.delete(f"/documents/{SEED_ID}").status_code == 200
+        p.wait_for_compaction()
         assert current_version(p.settings.index_dir) != version  # compacted now
         assert not (current_version(p.settings.index_dir) / qa.journal.JOURNAL).exists()
         _assert_consistent(p)
