@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from qa.chunk import sentence_around
+from qa.dates import resolve as resolve_date
+from qa.read.answer_types import HOW_LONG, expected_types
 from qa.squad_metrics import normalize_answer
 from qa.types import Answer, Article, Citation, Hit, Reading, Span
 
@@ -39,6 +41,8 @@ def assemble(
                       min_confidence=min_confidence)
     seen: set[tuple[str, int, int]] = set()
     citations = []
+    wanted = expected_types(question)
+    asks_date = wanted is not None and "DATE" in wanted and not HOW_LONG.search(question.lower())
     for s in best:
         if any(d == s.doc_id and s.start < e and b < s.end for d, b, e in seen):
             continue  # an overlapping span of the same place ("Medinsky" / "Medinsky,") is one citation
@@ -46,7 +50,14 @@ def assemble(
         art = articles.get(s.doc_id)
         if art is not None:
             cs, ce = sentence_around(art.text, s.start, s.end)
-            citations.append(Citation(s.doc_id, s.start, s.end, s.text, art.text[cs:ce], cs))
+            context = art.text[cs:ce]
+            when = resolve_date(s.text, art.date, context) if asks_date else None
+            citations.append(Citation(
+                s.doc_id, s.start, s.end, s.text, context, cs, title=art.title or None, date=art.date,
+                source=art.source, url=art.url,
+                resolved_date=when.start.isoformat() if when is not None and when.is_day else None,
+                resolved_start=when.start.isoformat() if when is not None and not when.is_day else None,
+                resolved_end=when.end.isoformat() if when is not None and not when.is_day else None))
         else:
             citations.append(Citation(s.doc_id, s.start, s.end, s.text, s.context, s.start))
         if len(citations) >= max_citations:

@@ -20,7 +20,7 @@ from qa.errors import CorpusError, InvalidQuestion, QAError
 if TYPE_CHECKING:
     from qa.pipeline import QAPipeline
     from qa.settings import Settings
-    from qa.types import Answer, Hit
+    from qa.types import Answer, Citation, Filters, Hit
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -142,13 +142,31 @@ def format_answer(answer: Answer, colour: bool) -> str:
                 lines.append(f"      {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
         return "\n".join(lines)
     bold = ("\x1b[1m", "\x1b[0m") if colour else ("", "")
-    lines.append(f"{bold[0]}{answer.text}{bold[1]}  (confidence {answer.score:.2f})")
+    when = resolved_label(answer.citations[0]) if answer.citations else None
+    shown = f"{answer.text} ({when})" if when else answer.text
+    lines.append(f"{bold[0]}{shown}{bold[1]}  (confidence {answer.score:.2f})")
     for i, c in enumerate(answer.citations, 1):
         rel = c.start - c.context_start
         ctx = highlight(c.context, rel, rel + (c.end - c.start), colour)
-        lines.append(f"  [{i}] {c.doc_id} [{c.start}:{c.end}]")
+        about = ", ".join(x for x in (c.title, c.date, c.source) if x)
+        lines.append(f"  [{i}] {c.doc_id} [{c.start}:{c.end}]" + (f"  {about}" if about else ""))
+        if c.url:
+            lines.append(f"      {c.url}")
         lines.append(f"      {_one_line(ctx)}")
     return "\n".join(lines)
+
+
+def resolved_label(c: Citation) -> str | None:
+    """ "2 June 2025" (or a range) for a citation whose span is a relative date, else None."""
+    import datetime as dt
+
+    from qa.dates import Resolved
+
+    start = c.resolved_date or c.resolved_start
+    end = c.resolved_date or c.resolved_end
+    if not start or not end:
+        return None
+    return Resolved(dt.date.fromisoformat(start), dt.date.fromisoformat(end)).label()
 
 
 def format_hits(hits: list[Hit]) -> str:
@@ -162,6 +180,18 @@ def format_hits(hits: list[Hit]) -> str:
 
 
 # ---------------------------------------------------------------- ask
+def _filter_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", default=None, metavar="DATE", help="only articles dated on or after DATE")
+    parser.add_argument("--until", default=None, metavar="DATE", help="only articles dated on or before DATE")
+    parser.add_argument("--source", default=None, metavar="NAME", help="only articles from this outlet")
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    from qa.pipeline import make_filters
+
+    return make_filters(args.since, args.until, args.source)
+
+
 def ask_main(argv: Sequence[str] | None = None) -> int:
     """``ask "question"``: print a cited answer."""
     parser = argparse.ArgumentParser(prog="ask", description="Answer a question from the articles, with citations.")
@@ -178,6 +208,7 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
         help="withhold answers less likely than P to be right (0..1; default: QA_MIN_CONFIDENCE, else the "
         "reader's calibrated default)",
     )
+    _filter_arguments(parser)
     args = parser.parse_args(argv)
     _quiet_libraries()
 
@@ -185,11 +216,12 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
         from qa.pipeline import validate_question
 
         settings = _settings(args)
+        filters = _filters(args)
         if "QA_FAST_START" not in os.environ:
             # One question per process: start-up is the whole wait, so no torch import (see Settings).
             settings = settings.model_copy(update={"fast_start": True})
         question = validate_question(" ".join(args.question), settings.max_question_chars)
-        answer = _load_pipeline(settings, args.corpus).ask(question)
+        answer = _load_pipeline(settings, args.corpus).ask(question, filters=filters)
         if args.json:
             print(json.dumps(answer.to_dict(), ensure_ascii=False))
         else:
@@ -254,7 +286,7 @@ def _cmd_index_status(args: argparse.Namespace) -> int:
 def _cmd_search(args: argparse.Namespace) -> int:
     settings = _settings(args)
     p = _load_pipeline(settings)
-    hits = p.search(" ".join(args.query), args.k)
+    hits = p.search(" ".join(args.query), args.k, _filters(args))
     if args.json:
         print(
             json.dumps(
@@ -275,6 +307,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
     else:
         print(format_hits(hits))
     return EXIT_OK
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    from qa.ingest.add import add_items
+
+    settings = _settings(args)
+    p = _load_pipeline(settings)
+    report = add_items(p, args.items, say=_say, progress=sys.stderr.isatty())
+    print(report.summary())
+    return EXIT_OK if not report.failed else EXIT_ERROR
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -313,8 +355,16 @@ def qa_main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("-k", type=int, default=5, help="passages to show")
     s.add_argument("--json", action="store_true")
     s.add_argument("--corpus", type=Path, default=None)
+    _filter_arguments(s)
     _common(s)
     s.set_defaults(func=_cmd_search)
+
+    ad = sub.add_parser("add", help="add saved pages, PDFs, archives, text files, URLs or feeds to the index")
+    ad.add_argument("items", nargs="+", metavar="PATH|URL",
+                    help="files (.html, .pdf, .jsonl, .json, .txt, .md), folders of them, web pages or RSS/Atom feeds")
+    ad.add_argument("--corpus", type=Path, default=None, help="the corpus folder the articles are stored in")
+    _common(ad)
+    ad.set_defaults(func=_cmd_add)
 
     from qa import evaluate
 

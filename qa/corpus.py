@@ -1,4 +1,6 @@
-"""Corpus stage: every ``*.txt``/``*.md`` file under a folder is an article, text kept exact."""
+"""Corpus stage: every article file under a folder (``.txt``, ``.md``, ``.html``, ``.pdf``, and the
+records of ``.jsonl``/``.json`` archives) becomes an article through its converter
+(:mod:`qa.ingest`); plain text is kept exact."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ import logging
 import re
 from pathlib import Path
 
-from qa.errors import CorpusError
+from qa.errors import CorpusError, IngestError
+from qa.ingest import RECORD_SUFFIXES, SUFFIXES, Document, convert_file
 from qa.types import Article
 
 log = logging.getLogger(__name__)
 
-ARTICLE_SUFFIXES = (".txt", ".md")
+ARTICLE_SUFFIXES = SUFFIXES  # every format a corpus folder may hold
+TEXT_SUFFIXES = (".txt", ".md")  # the files a plain-text write may replace
+MAX_TITLE_CHARS = 200  # a first line longer than this is a paragraph, not a headline
 # "date 2025-06-02", "Date: 2025-06-02", "2025-06-02": an ISO date stated in the article.
 _DATE_RE = re.compile(r"\b(?:date\s*:?\s*)?(\d{4}-\d{2}-\d{2})\b", re.IGNORECASE)
 _MD_DECOR_RE = re.compile(r"^\s*#+\s*|\*\*|__")
@@ -24,11 +29,16 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_LEADING_DATE_RE = re.compile(r"^\s*(?:date\s*:?\s*)?\d{4}-\d{2}-\d{2}\b\s*", re.IGNORECASE)
+
+
 def detect_title(text: str) -> str:
-    """First non-empty line, markdown heading marks and bold stripped."""
+    """First non-empty line, markdown heading marks, bold and a leading date marker ("date
+    2025-06-02") stripped; empty when that line is a paragraph (over 200 characters), not a headline."""
     for line in text.splitlines():
         if line.strip():
-            return _MD_DECOR_RE.sub("", line).strip()
+            title = _MD_DECOR_RE.sub("", _LEADING_DATE_RE.sub("", line)).strip()
+            return title if len(title) <= MAX_TITLE_CHARS else ""
     return ""
 
 
@@ -38,16 +48,15 @@ def detect_date(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def make_article(doc_id: str, text: str, path: str = "") -> Article:
-    """Build an :class:`Article` from its exact text."""
-    return Article(
-        doc_id=doc_id,
-        text=text,
-        title=detect_title(text),
-        date=detect_date(text),
-        sha256=sha256_text(text),
-        path=path,
-    )
+def make_article(doc_id: str, text: str, path: str = "", doc: Document | None = None) -> Article:
+    """Build an :class:`Article` from its exact text; the metadata of ``doc`` (a converted
+    input) where it has them, else title and date as the text states them."""
+    if doc is None:
+        return Article(doc_id=doc_id, text=text, title=detect_title(text), date=detect_date(text),
+                       sha256=sha256_text(text), path=path)
+    return Article(doc_id=doc_id, text=text, title=doc.title or detect_title(text),
+                   date=doc.date or detect_date(text), sha256=doc.sha256, path=path, source=doc.source,
+                   url=doc.url, author=doc.author)
 
 
 def doc_id_for(path: Path, root: Path) -> str:
@@ -101,24 +110,21 @@ def article_files(root: Path) -> list[Path]:
     return sorted(files)
 
 
-def read_article(path: Path, root: Path, doc_id: str | None = None) -> Article | None:
-    """Read one file as article ``doc_id`` (default: its stem); returns None (with a warning
-    naming it) if unreadable or empty."""
+def read_articles(path: Path, doc_id: str, max_bytes: int = 50_000_000) -> list[Article]:
+    """The articles of one file: one, or one per record of an archive (ids ``<doc_id>/<record id>``,
+    or ``<doc_id>/<n>`` for a record without one). An unreadable or empty file, or a bad record,
+    is skipped with a warning that names it."""
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        log.warning("skipping %s: cannot read it (%s)", path, e.strerror or e)
-        return None
-    try:
-        # newline handling is ours to avoid: bytes -> str keeps CRLF exactly.
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        log.warning("skipping %s: not valid UTF-8 (byte %d)", path, e.start)
-        return None
-    if not text.strip():
-        log.warning("skipping %s: the file is empty", path)
-        return None
-    return make_article(doc_id if doc_id is not None else doc_id_for(path, root), text, str(path))
+        docs = convert_file(path, max_bytes)
+    except IngestError as e:
+        log.warning("skipping %s", e)
+        return []
+    for problem in docs[0].problems:
+        log.warning("skipping a record of %s", problem)
+    if path.suffix.lower() in RECORD_SUFFIXES and (len(docs) > 1 or docs[0].key is not None
+                                                   or path.suffix.lower() == ".jsonl"):
+        return [make_article(f"{doc_id}/{d.key or n}", d.text, str(path), d) for n, d in enumerate(docs, 1)]
+    return [make_article(doc_id, docs[0].text, str(path), docs[0])]
 
 
 def load_corpus(root: Path | str) -> list[Article]:
@@ -134,15 +140,23 @@ def load_corpus(root: Path | str) -> list[Article]:
         '000_9d76441e7a41c4fe'
     """
     root = Path(root)
+    kinds = "articles (.txt, .md, .html, .pdf, .jsonl, .json)"
     if not root.exists():
-        raise CorpusError(f"corpus folder {root} does not exist; point to a folder of .txt/.md articles")
+        raise CorpusError(f"corpus folder {root} does not exist; point to a folder of {kinds}")
     if not root.is_dir():
-        raise CorpusError(f"corpus path {root} is not a folder; point to a folder of .txt/.md articles")
+        raise CorpusError(f"corpus path {root} is not a folder; point to a folder of {kinds}")
     files = article_files(root)
     ids = derive_doc_ids(files, root)
-    articles = [a for p in files if (a := read_article(p, root, ids[p])) is not None]
+    articles: list[Article] = []
+    owner: dict[str, Path] = {}
+    for p in files:
+        for a in read_articles(p, ids[p]):
+            if a.doc_id in owner:  # "a/1" from a.jsonl and from the file a/1.txt
+                raise CorpusError(f"{owner[a.doc_id]} and {p} would both be article {a.doc_id!r}; rename one of them")
+            owner[a.doc_id] = p
+            articles.append(a)
     if not articles:
-        raise CorpusError(f"no readable .txt or .md article in {root}; add UTF-8 articles there")
+        raise CorpusError(f"no readable article in {root}; add {kinds} there")
     return articles
 
 

@@ -7,6 +7,7 @@ stale and rebuilt from the folder.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,10 +15,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.corpus import ARTICLE_SUFFIXES, doc_id_of_new_file
+from qa.corpus import ARTICLE_SUFFIXES, TEXT_SUFFIXES, doc_id_of_new_file
 from qa.durable import fsync_dir
 from qa.errors import CorpusError, InvalidDocument
 from qa.index import write_atomic
+from qa.ingest import Document
 
 # Letters, digits, dot, dash, underscore; no path separators, no "..", no control characters.
 _DOC_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -76,7 +78,7 @@ def compose_text(text: str, title: str | None) -> str:
     return text if first == title else f"{title}\n{text}"
 
 
-def article_path(corpus_dir: Path, doc_id: str) -> Path:
+def article_path(corpus_dir: Path, doc_id: str, new_suffix: str = ".txt") -> Path:
     """The existing file for ``doc_id`` (any article suffix; ``foo.md`` itself for an id that
     keeps its extension because ``foo.txt`` exists too), or ``<doc_id>.txt`` for a new one."""
     named = corpus_dir / doc_id
@@ -86,13 +88,13 @@ def article_path(corpus_dir: Path, doc_id: str) -> Path:
         p = corpus_dir / f"{doc_id}{suffix}"
         if p.is_file():
             return p
-    return corpus_dir / f"{doc_id}.txt"
+    return corpus_dir / f"{doc_id}{new_suffix}"
 
 
-def check_writable_id(corpus_dir: Path, doc_id: str) -> Path:
+def check_writable_id(corpus_dir: Path, doc_id: str, new_suffix: str = ".txt") -> Path:
     """The file that article ``doc_id`` is written to; InvalidDocument if the corpus loader would
     read that file back under another id (``foo`` where ``foo.md`` and ``foo.txt`` both exist)."""
-    path = article_path(corpus_dir, doc_id)
+    path = article_path(corpus_dir, doc_id, new_suffix)
     try:
         derived = doc_id_of_new_file(path, corpus_dir)
     except CorpusError as e:
@@ -104,10 +106,27 @@ def check_writable_id(corpus_dir: Path, doc_id: str) -> Path:
 
 
 def write_article(corpus_dir: Path, doc_id: str, text: str) -> Path:
-    """Durably write the article file (atomic replace, fsynced)."""
+    """Durably write the article file (atomic replace, fsynced) as plain text."""
     corpus_dir.mkdir(parents=True, exist_ok=True)
     path = check_writable_id(corpus_dir, doc_id)
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        raise InvalidDocument(f"article {doc_id!r} comes from {path.name}; plain text would replace that file: "
+                              "delete the article first, or add the new version the way the old one came")
     write_atomic(path, text.encode("utf-8"))
+    return path
+
+
+def write_record_file(corpus_dir: Path, doc_id: str, doc: Document) -> Path:
+    """Durably write a converted document (a page, a PDF, a fetched URL) as ``<doc_id>.json``:
+    its extracted text and metadata, and the original's SHA-256, so that the folder rebuilds to
+    the same article."""
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    path = check_writable_id(corpus_dir, doc_id, ".json")
+    if path.suffix.lower() != ".json":
+        raise InvalidDocument(f"article {doc_id!r} comes from {path.name}; delete it first to add it as a page")
+    record = {"text": doc.text, "title": doc.title, "date": doc.date, "source": doc.source, "url": doc.url,
+              "author": doc.author, "sha256": doc.sha256}
+    write_atomic(path, (json.dumps(record, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
     return path
 
 

@@ -39,3 +39,7 @@ class DocumentNotFound(QAError):
 
 class IndexBusy(QAError):
     """Another write, a compaction or another process holds the index longer than a write may wait."""
+
+
+class IngestError(QAError):
+    """An input (a file, a record, a URL) that cannot become an article; the message names it."""

@@ -27,17 +27,19 @@ from typing import Any
 import numpy as np
 
 from qa import journal
-from qa.bm25 import BM25, RowView
+from qa.bm25 import BM25, RowView, best_rows
 from qa.chunk import chunk_article
 from qa.durable import fsync_dir
 from qa.embed import Embedder
 from qa.errors import CorpusError, IndexCorrupt, IndexMissing
 from qa.journal import JOURNAL, DeleteRecord, PutRecord, Record
-from qa.types import Article, Chunk
+from qa.types import Article, Chunk, Filters
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: our own BM25 (bm25/), deleted rows in chunks.npz, journal.log
+# 2: our own BM25 (bm25/), deleted rows in chunks.npz, journal.log; 3: article metadata (source, url,
+# author) and the corpus folder
+FORMAT_VERSION = 3
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 ARTICLES = "articles.jsonl"
@@ -53,6 +55,9 @@ FULL_CHECKSUM_MAX_BYTES = 256 * 1024 * 1024
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 1024
+# A filtered question searches at most this many rows exactly (their vectors, one matrix
+# product); more go through FAISS's ID selector.
+EXACT_FILTER_MAX_ROWS = 50_000
 
 _STOPWORDS = frozenset(
     [
@@ -156,7 +161,8 @@ class Manifest:
         if not isinstance(data, dict):
             raise ValueError("manifest is not a JSON object")
         if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"index format {data.get('format_version')!r} is not {FORMAT_VERSION}")
+            raise ValueError(f"index format {data.get('format_version')!r} is from another version of article-qa "
+                             f"(this one reads and writes {FORMAT_VERSION})")
         if data.pop("sha256", None) != _manifest_sha256(data):
             raise ValueError("manifest does not match its checksum")
         for name, kind in _MANIFEST_FIELDS.items():
@@ -381,12 +387,39 @@ class SearchIndex:
     def row_view(self) -> RowView:
         return RowView(self.n_rows, self.alive, self.n_chunks, self.live_tokens)
 
-    def dense_search(self, qvecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS inner-product search over this snapshot's rows only (-1 ids pad a short result)."""
+    def rows_matching(self, filters: Filters) -> np.ndarray:
+        """The live rows of the articles ``filters`` lets through, as a mask over ``n_rows``."""
+        mask = np.zeros(self.n_rows, dtype=bool)
+        ids = filters.doc_ids if filters.doc_ids is not None else self.articles
+        for doc_id in ids:
+            art = self.articles.get(doc_id)
+            rows = self.articles.rows(doc_id) if art is not None and filters.matches(art) else None
+            if rows is not None:
+                mask[rows[0] : rows[1]] = True
+        return mask
+
+    def dense_search(self, qvecs: np.ndarray, k: int, restrict: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS inner-product search over this snapshot's rows only (-1 ids pad a short result);
+        with ``restrict`` (a row mask), over those rows only: exactly, by their vectors, when they
+        are few; else through FAISS's ID selector."""
         import faiss
 
         fs: Any = faiss
         q = np.ascontiguousarray(qvecs, dtype=np.float32)
+        if restrict is not None:
+            keep = restrict if self.alive is None else restrict & self.alive
+            rows = np.flatnonzero(keep)
+            if len(rows) <= EXACT_FILTER_MAX_ROWS:
+                return self._exact_search(q, k, rows)
+            bitmap = np.packbits(keep, bitorder="little")
+            with self.store.lock.read():
+                index = self.store.faiss_index
+                sel = fs.IDSelectorBitmap(len(bitmap), fs.swig_ptr(bitmap))
+                hnsw = getattr(index, "hnsw", None)
+                params = (fs.SearchParametersHNSW(sel=sel, efSearch=hnsw.efSearch) if hnsw is not None
+                          else fs.SearchParameters(sel=sel))
+                return index.search(q, k, params=params)
         with self.store.lock.read():
             index = self.store.faiss_index
             if self.alive is None and index.ntotal == self.n_rows:
@@ -400,10 +433,30 @@ class SearchIndex:
                       else fs.SearchParameters(sel=sel))
             return index.search(q, k, params=params)
 
-    def bm25_search(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 rows and scores over this snapshot's rows, best first."""
+    def _exact_search(self, q: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(q), k), -1, dtype=np.int64)
+        if len(rows) == 0:
+            return scores, ids
         with self.store.lock.read():
-            return self.store.bm25.top_k(tokens, k, self.row_view())
+            vecs = np.asarray(self.store.faiss_index.reconstruct_batch(rows.astype(np.int64)), dtype=np.float32)
+        sims = q @ vecs.T
+        n = min(k, len(rows))
+        for i in range(len(q)):
+            top = np.argsort(-sims[i], kind="stable")[:n]
+            scores[i, :n], ids[i, :n] = sims[i, top], rows[top]
+        return scores, ids
+
+    def bm25_search(self, tokens: list[str], k: int, restrict: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 rows and scores over this snapshot's rows, best first; with ``restrict`` (a row
+        mask), the best of those rows (scored with the snapshot's statistics)."""
+        with self.store.lock.read():
+            if restrict is None:
+                return self.store.bm25.top_k(tokens, k, self.row_view())
+            rows, scores = self.store.bm25.score(tokens, self.row_view())
+        keep = restrict[rows]
+        return best_rows(rows[keep], scores[keep], k)
 
     def vector(self, row: int) -> np.ndarray:
         with self.store.lock.read():
@@ -561,7 +614,12 @@ def prepare_put(article: Article, embedder: Embedder, chunk_tokens: int, chunk_o
     vectors = (embedder.embed_batch([c.text for c in chunks]) if chunks
                else np.zeros((0, embedder.dim), dtype=np.float32))
     return PutRecord(article.doc_id, article.text, article.title, article.date, article.sha256, article.path,
-                     [(c.start, c.end) for c in chunks], np.asarray(vectors, dtype=np.float32))
+                     [(c.start, c.end) for c in chunks], np.asarray(vectors, dtype=np.float32), article.meta())
+
+
+def _meta_fields(meta: Mapping[str, object]) -> dict[str, str | None]:
+    """``source``/``url``/``author`` of a stored record (absent or not a string: None)."""
+    return {k: v if isinstance(v, str) else None for k in ("source", "url", "author") for v in [meta.get(k)]}
 
 
 def apply_record(index: SearchIndex, record: Record) -> SearchIndex:
@@ -585,7 +643,8 @@ def apply_record(index: SearchIndex, record: Record) -> SearchIndex:
     with store.lock.write():
         # What can fail (memory) first, so that a failure leaves no row deleted by a write that never was.
         if isinstance(record, PutRecord):
-            article = Article(record.doc_id, record.text, record.title, record.date, record.sha256, record.path)
+            article = Article(record.doc_id, record.text, record.title, record.date, record.sha256, record.path,
+                              **_meta_fields(record.meta))
             new = [Chunk(article.doc_id, s, e, article.text[s:e]) for s, e in record.spans]
             if n_rows + len(new) > len(store.deleted_at):
                 grown = np.full(max(n_rows + len(new), 2 * len(store.deleted_at)), ALIVE, dtype=np.int64)
@@ -686,7 +745,7 @@ def save_index(index: SearchIndex, index_dir: Path | str) -> Path:
             for d in sorted(index.articles):
                 a = index.articles[d]
                 f.write(json.dumps({"doc_id": a.doc_id, "title": a.title, "date": a.date, "sha256": a.sha256,
-                                    "path": a.path, "text": a.text}, ensure_ascii=False) + "\n")
+                                    "path": a.path, **a.meta(), "text": a.text}, ensure_ascii=False) + "\n")
         doc_ids = sorted(index.articles)
         doc = np.full(index.n_rows, -1, dtype=np.int32)  # -1: a deleted row
         start = np.zeros(index.n_rows, dtype=np.int64)
@@ -821,7 +880,7 @@ def load_index(index_dir: Path | str) -> SearchIndex:
             for line in f:
                 d = json.loads(line)
                 articles[d["doc_id"]] = Article(
-                    d["doc_id"], d["text"], d["title"], d["date"], d["sha256"], d.get("path", "")
+                    d["doc_id"], d["text"], d["title"], d["date"], d["sha256"], d.get("path", ""), **_meta_fields(d)
                 )
         with np.load(version / CHUNKS, allow_pickle=False) as z:
             doc_ids = [str(x) for x in z["doc_ids"]]

@@ -16,7 +16,7 @@ import logging
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class PutRecord:
     path: str
     spans: list[tuple[int, int]]
     vectors: np.ndarray
+    meta: dict[str, str | None] = field(default_factory=dict)  # source, url, author
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def encode(record: Record) -> bytes:
         header: dict[str, Any] = {
             "op": "put", "doc_id": record.doc_id, "text": record.text, "title": record.title, "date": record.date,
             "sha256": record.sha256, "path": record.path, "spans": [list(s) for s in record.spans],
-            "dim": int(record.vectors.shape[1]),
+            "dim": int(record.vectors.shape[1]), "meta": record.meta,
         }
         body = np.ascontiguousarray(record.vectors, dtype="<f4").tobytes()
     else:
@@ -90,8 +91,11 @@ def _decode(payload: bytes) -> Record:
     vectors = np.frombuffer(payload, dtype="<f4", offset=_HEADER_LEN.size + n).astype(np.float32)
     if dim < 1 or len(vectors) != len(spans) * dim:
         raise ValueError(f"{len(vectors)} numbers for {len(spans)} vectors of dimension {dim}")
+    meta = h.get("meta") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str | None) for v in meta.values()):
+        raise ValueError("the metadata is not name -> string")
     return PutRecord(h["doc_id"], text, str(h["title"]), h["date"], str(h["sha256"]), str(h.get("path", "")),
-                     spans, vectors.reshape(len(spans), dim))
+                     spans, vectors.reshape(len(spans), dim), meta)
 
 
 def read_journal(path: Path) -> list[Record]:

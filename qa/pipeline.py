@@ -23,6 +23,7 @@ from qa.documents import (
     validate_text,
     validate_title,
     write_article,
+    write_record_file,
 )
 from qa.embed import Embedder, make_embedder
 from qa.errors import (
@@ -49,13 +50,38 @@ from qa.index import (
     staleness,
     write_record,
 )
+from qa.ingest import Document
 from qa.journal import JOURNAL, DeleteRecord
 from qa.read import Reader, make_reader, min_confidence_for, resolve_reader_kind
 from qa.retrieve import HybridRetriever
 from qa.settings import Settings
-from qa.types import Answer, Article, Hit
+from qa.types import Answer, Article, Filters, Hit
 
 log = logging.getLogger(__name__)
+
+
+def make_filters(since: str | None = None, until: str | None = None, source: str | None = None,
+                 doc_ids: list[str] | None = None) -> Filters:
+    """Filters from user input; dates in any form dateparser reads ("2025-06-01", "1 June 2025").
+
+    Raises:
+        InvalidQuestion: a date that is not one, or ``since`` after ``until``.
+    """
+    from qa.ingest.dates import iso_date
+
+    def day(value: str | None, name: str) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parsed = iso_date(value)
+        if parsed is None:
+            raise InvalidQuestion(f"{name} {value!r} is not a date; use YYYY-MM-DD")
+        return parsed
+
+    lo, hi = day(since, "since"), day(until, "until")
+    if lo is not None and hi is not None and lo > hi:
+        raise InvalidQuestion(f"since {lo} is after until {hi}")
+    return Filters(lo, hi, source.strip() if source and source.strip() else None,
+                   frozenset(doc_ids) if doc_ids is not None else None)
 
 
 def validate_question(question: str, max_chars: int) -> str:
@@ -298,15 +324,17 @@ class QAPipeline:
         return index
 
     # ------------------------------------------------------------ asking
-    def search(self, question: str, k: int | None = None) -> list[Hit]:
-        """Retrieved chunks for ``question``, best first."""
+    def search(self, question: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
+        """Retrieved chunks for ``question``, best first (of the articles ``filters`` lets through)."""
         q = validate_question(question, self.settings.max_question_chars)
         if self.retriever is None:
             raise RuntimeError("pipeline not loaded; call load() first")
-        return self.retriever.retrieve(q, k if k is not None else self.settings.top_k)
+        return self.retriever.retrieve(q, k if k is not None else self.settings.top_k, filters)
 
-    def ask_batch(self, questions: list[str], top_k: int | None = None, reader: str | None = None) -> list[Answer]:
-        """Answers to ``questions``, in order; retrieval and reading are batched."""
+    def ask_batch(self, questions: list[str], top_k: int | None = None, reader: str | None = None,
+                  filters: Filters | None = None) -> list[Answer]:
+        """Answers to ``questions``, in order; retrieval and reading are batched. With
+        ``filters``, only the articles they let through are retrieved and cited."""
         if self.retriever is None:
             raise RuntimeError("pipeline not loaded; call load() first")
         t0 = time.perf_counter()
@@ -319,7 +347,7 @@ class QAPipeline:
         t1 = time.perf_counter()
         qvecs = retriever.embed_questions(qs)
         t2 = time.perf_counter()
-        hits = retriever.retrieve_batch(qs, k, qvecs)
+        hits = retriever.retrieve_batch(qs, k, qvecs, filters)
         t3 = time.perf_counter()
         readings = reader_obj.read_batch(qs, hits)
         t4 = time.perf_counter()
@@ -342,9 +370,10 @@ class QAPipeline:
             a.timings = dict(timings)
         return answers
 
-    def ask(self, question: str, top_k: int | None = None, reader: str | None = None) -> Answer:
+    def ask(self, question: str, top_k: int | None = None, reader: str | None = None,
+            filters: Filters | None = None) -> Answer:
         """The cited answer to one question (``text`` None when the articles do not answer it)."""
-        return self.ask_batch([question], top_k, reader)[0]
+        return self.ask_batch([question], top_k, reader, filters)[0]
 
     # ------------------------------------------------------------ documents
     def _loaded_index(self) -> SearchIndex:
@@ -384,16 +413,39 @@ class QAPipeline:
         stored = compose_text(validate_text(text, s.max_document_chars), validate_title(title, s.max_title_chars))
         if len(stored) > s.max_document_chars:
             raise InvalidDocument(f"title and text have {len(stored)} characters; the limit is {s.max_document_chars}")
+        article, replaced, _ = self._put(doc_id, lambda: write_article(self.corpus_dir, doc_id, stored),
+                                         lambda path: make_article(doc_id, stored, str(path)))
+        return article, replaced
+
+    def add_converted(self, doc_id: str, doc: Document) -> tuple[Article, bool, bool]:
+        """Add or replace an article converted from a page, a PDF, a record or a URL
+        (:mod:`qa.ingest`), stored as ``<doc_id>.json`` with its metadata.
+
+        Returns the stored article, whether it replaced one, and whether it was unchanged (the
+        same original, by SHA-256: nothing is written).
+        """
+        s = self.settings
+        validate_doc_id(doc_id, s.max_doc_id_chars)
+        validate_text(doc.text, s.max_document_chars)
+        if doc.title is not None:
+            doc.title = validate_title(doc.title[: s.max_title_chars], s.max_title_chars)
+        return self._put(doc_id, lambda: write_record_file(self.corpus_dir, doc_id, doc),
+                         lambda path: make_article(doc_id, doc.text, str(path), doc), unless_sha256=doc.sha256)
+
+    def _put(self, doc_id: str, write_file: Callable[[], Path], make: Callable[[Path], Article],
+             unless_sha256: str | None = None) -> tuple[Article, bool, bool]:
+        s = self.settings
         with self._writing(f"writing article {doc_id!r}"):
             current = self._writable_index()
             replaced = doc_id in current.articles
+            if replaced and unless_sha256 is not None and current.articles[doc_id].sha256 == unless_sha256:
+                return current.articles[doc_id], True, True
             # A failed journal append (a full disk) puts the old file back and leaves no record:
             # an error answer means nothing changed. A crash (no exception handler runs) leaves
             # the new file, which the next start indexes if its record is not in the journal.
             previous = keep_previous(self.corpus_dir, doc_id)
             try:
-                path = write_article(self.corpus_dir, doc_id, stored)
-                article = make_article(doc_id, stored, str(path))
+                article = make(write_file())
                 record = prepare_put(article, self.embedder, s.chunk_tokens, s.chunk_overlap_tokens)
                 updated = write_record(current, record)
             except Exception:
@@ -404,7 +456,7 @@ class QAPipeline:
             # Applied and durable from here on: nothing below may turn it into an error answer.
             self.set_index(updated)
             self._compact_if_due()
-        return article, replaced
+        return article, replaced, False
 
     def delete_document(self, doc_id: str) -> None:
         """Remove an article from the corpus folder and the index; raises DocumentNotFound."""

@@ -9,15 +9,16 @@ import numpy as np
 from qa.cache import LRUCache
 from qa.embed import Embedder
 from qa.index import EMPTY_TOKEN, SearchIndex, bm25_tokens
-from qa.types import Hit
+from qa.types import Filters, Hit
 
 
 class Retriever(Protocol):
     """Questions in, ranked chunks out (best first)."""
 
-    def retrieve_batch(self, questions: list[str], k: int) -> list[list[Hit]]: ...
+    def retrieve_batch(self, questions: list[str], k: int, qvecs: np.ndarray | None = None,
+                       filters: Filters | None = None) -> list[list[Hit]]: ...
 
-    def retrieve(self, question: str, k: int) -> list[Hit]: ...
+    def retrieve(self, question: str, k: int, filters: Filters | None = None) -> list[Hit]: ...
 
 
 class HybridRetriever:
@@ -46,17 +47,21 @@ class HybridRetriever:
             return np.zeros((0, self.embedder.dim), np.float32)
         return np.stack(self._cache.get_or_compute(questions, lambda qs: list(self.embedder.embed_batch(qs))))
 
-    def retrieve_batch(self, questions: list[str], k: int, qvecs: np.ndarray | None = None) -> list[list[Hit]]:
+    def retrieve_batch(self, questions: list[str], k: int, qvecs: np.ndarray | None = None,
+                       filters: Filters | None = None) -> list[list[Hit]]:
+        """The top ``k`` chunks of each question; with ``filters``, of the matching articles only
+        (both searches are restricted, so the top k fills from them)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        n = self.index.n_chunks
+        index = self.index  # one snapshot: a write meanwhile changes none of what is read here
+        restrict = None if filters is None or filters.empty else index.rows_matching(filters)
+        n = index.n_chunks if restrict is None else int(restrict.sum())
         if n == 0 or not questions:
             return [[] for _ in questions]
         if qvecs is None:
             qvecs = self.embed_questions(questions)
         ck = min(max(self.candidates_k, k), n)
-        index = self.index  # one snapshot: a write meanwhile changes none of what is read here
-        dense_scores, dense_ids = index.dense_search(qvecs, ck)
+        dense_scores, dense_ids = index.dense_search(qvecs, ck, restrict)
         out = []
         for qi, (q, qv) in enumerate(zip(questions, qvecs, strict=True)):
             # Ties are ordered by chunk (doc_id, start), not by row, so that an index grown by
@@ -64,7 +69,7 @@ class HybridRetriever:
             dense_ranked = sorted(
                 ((cid, s) for cid, s in zip(dense_ids[qi].tolist(), dense_scores[qi].tolist(), strict=True)
                  if cid >= 0), key=lambda cs: (-cs[1], self._key(cs[0])))
-            rows, scores = index.bm25_search(bm25_tokens(q) or [EMPTY_TOKEN], ck)
+            rows, scores = index.bm25_search(bm25_tokens(q) or [EMPTY_TOKEN], ck, restrict)
             bm_ranked = sorted(zip(rows.tolist(), scores.tolist(), strict=True),
                                key=lambda cs: (-cs[1], self._key(cs[0])))
             fused: dict[int, float] = {}
@@ -88,5 +93,5 @@ class HybridRetriever:
         c = self.index.chunk(row)
         return c.doc_id, c.start
 
-    def retrieve(self, question: str, k: int) -> list[Hit]:
-        return self.retrieve_batch([question], k)[0]
+    def retrieve(self, question: str, k: int, filters: Filters | None = None) -> list[Hit]:
+        return self.retrieve_batch([question], k, filters=filters)[0]

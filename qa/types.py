@@ -19,6 +19,42 @@ class Article:
     date: str | None
     sha256: str
     path: str = ""
+    source: str | None = None  # the outlet ("Reuters"), where known
+    url: str | None = None
+    author: str | None = None
+
+    def meta(self) -> dict[str, str | None]:
+        """The metadata beyond title and date, as stored in the index and the journal."""
+        return {"source": self.source, "url": self.url, "author": self.author}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which articles a question may be answered from: dated ``since``..``until`` (ISO dates,
+    inclusive; an undated article is outside any date range), from ``source`` (case-insensitive),
+    among ``doc_ids``. Applied inside retrieval, so the top-k is filled from matching articles."""
+
+    since: str | None = None
+    until: str | None = None
+    source: str | None = None
+    doc_ids: frozenset[str] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.since is None and self.until is None and self.source is None and self.doc_ids is None
+
+    def matches(self, article: Article) -> bool:
+        if self.doc_ids is not None and article.doc_id not in self.doc_ids:
+            return False
+        if self.source is not None and (article.source or "").casefold() != self.source.casefold():
+            return False
+        if self.since is not None or self.until is not None:
+            if not article.date:
+                return False
+            day = article.date[:10]
+            if (self.since is not None and day < self.since) or (self.until is not None and day > self.until):
+                return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -66,6 +102,24 @@ class Citation:
     text: str
     context: str
     context_start: int = 0  # article offset of ``context``; the answer sits at start - context_start
+    title: str | None = None  # the cited article's
+    date: str | None = None
+    source: str | None = None
+    url: str | None = None
+    # An answer that is a relative date ("on Monday") resolved against the article's date:
+    # ``resolved_date`` for one day, ``resolved_start``/``resolved_end`` for a range ("next week").
+    resolved_date: str | None = None
+    resolved_start: str | None = None
+    resolved_end: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"doc_id": self.doc_id, "start": self.start, "end": self.end, "text": self.text,
+                                  "context": self.context, "title": self.title, "date": self.date,
+                                  "source": self.source, "url": self.url}
+        if self.resolved_date is not None or self.resolved_start is not None:
+            out.update(resolved_date=self.resolved_date, resolved_start=self.resolved_start,
+                       resolved_end=self.resolved_end)
+        return out
 
 
 @dataclass
@@ -92,10 +146,7 @@ class Answer:
             "question": self.question,
             "answer": self.text,
             "score": round(float(self.score), 4),
-            "citations": [
-                {"doc_id": c.doc_id, "start": c.start, "end": c.end, "text": c.text, "context": c.context}
-                for c in self.citations
-            ],
+            "citations": [c.to_dict() for c in self.citations],
             "retrieved": list(self.retrieved),
             "best_candidate": None if self.candidate is None else {
                 "text": self.candidate.text, "doc_id": self.candidate.doc_id, "start": self.candidate.start,

@@ -51,7 +51,7 @@ def test_ask_json_schema_and_offsets(index_dir: Path) -> None:
     assert isinstance(out["score"], float) and isinstance(out["latency_ms"], float)
     assert out["answer"] and out["citations"][0]["text"] == out["answer"]
     for c in out["citations"]:
-        assert set(c) == {"doc_id", "start", "end", "text", "context"}
+        assert set(c) == {"doc_id", "start", "end", "text", "context", "title", "date", "source", "url"}
         assert (SEEDS / f"{c['doc_id']}.txt").read_text(encoding="utf-8")[c["start"] : c["end"]] == c["text"]
     assert out["retrieved"] and len(out["retrieved"]) == len(set(out["retrieved"]))
 
@@ -164,3 +164,22 @@ def test_a_plain_ask_uses_the_folder_the_index_was_built_from(tmp_path: Path) ->
              corpus=False)
     assert r.returncode == 0, r.stderr
     assert f"was built from {mine.resolve()}/, not {SEEDS}/" in r.stderr and "rebuilding it from" in r.stderr
+
+
+def test_ask_answers_from_a_saved_page_a_pdf_and_a_jsonl_archive_with_their_metadata(tmp_path: Path) -> None:
+    news = Path(__file__).resolve().parents[1] / "examples" / "news"
+    cases = [
+        ("Where was the new Gdynia crane built?", "Rostock", "gdynia-crane",
+         ("Gdynia harbour gets a new crane", "2025-03-04", "Baltic Times", "https://baltic.example/crane")),
+        ("How much did Poznan spend on the new tram tracks?", "410 million", "poznan-tram",
+         ("Rail report", "2025-04-09", None, None)),
+        ("How many publishers came to the Lviv book fair?", "300", "ukraine-cities/lviv-2",
+         ("Lviv opens a book fair", "2025-09-12", "Lviv Herald", None)),
+    ]
+    for question, answer, doc_id, meta in cases:
+        r = _run(["ask", "--json", "--corpus", str(news), question], tmp_path / "idx", corpus=False)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["answer"] is not None and answer in out["answer"], (question, out)
+        c = out["citations"][0]
+        assert c["doc_id"] == doc_id and (c["title"], c["date"], c["source"], c["url"]) == meta, c

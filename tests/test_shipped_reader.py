@@ -81,6 +81,18 @@ def test_the_api_answers_the_readme_questions_with_the_shipped_reader(shipped_pi
         assert client.post("/ask", json={"question": "Who won the 2022 FIFA World Cup?"}).json()["answer"] is None
 
 
+def test_a_relative_answer_on_the_seeds_is_resolved_against_its_article_date(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from .test_cli import _run
+
+    r = _run(["ask", "--json", "On what day did Russian and Ukrainian delegations gather in Istanbul?"],
+             tmp_path / "idx")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    c = out["citations"][0]
+    assert "monday" in out["answer"].lower() and c["resolved_date"] == "2025-06-02", out
+    assert (SEEDS / f"{c['doc_id']}.txt").read_text(encoding="utf-8")[c["start"] : c["end"]] == c["text"]
+
+
 def test_the_shipped_model_is_calibrated_and_carded() -> None:
     cal = Calibration.load(PACKAGED_READER_DIR)
     assert cal is not None and cal.a > 0 and 0.0 < cal.min_confidence < 1.0

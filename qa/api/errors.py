@@ -24,6 +24,7 @@ from qa.errors import (
     IndexCorrupt,
     IndexMissing,
     IndexStale,
+    IngestError,
     InvalidDocument,
     InvalidQuestion,
     ModelUnavailable,
@@ -59,6 +60,7 @@ _CLIENT_ERRORS: list[tuple[type[QAError], int, str]] = [
     (InvalidQuestion, 422, "invalid_question"),
     (InvalidDocument, 422, "invalid_document"),
     (DocumentNotFound, 404, "document_not_found"),
+    (IngestError, 422, "not_ingestible"),
 ]
 # Domain errors about the server's own state: their messages name server paths, so they stay in the log.
 _SERVER_ERRORS = (IndexMissing, IndexStale, IndexCorrupt, CorpusError, ModelUnavailable)

@@ -23,12 +23,15 @@ from qa.api.schemas import (
     DocumentSummary,
     DocumentWritten,
     ErrorOut,
+    FiltersIn,
     HealthOut,
     ReaderName,
     ReadyOut,
     Text,
 )
 from qa.api.service import Service
+from qa.pipeline import make_filters
+from qa.types import Filters
 
 router = APIRouter()
 
@@ -80,11 +83,16 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- questions
+def _filters(f: FiltersIn | None) -> Filters | None:
+    """The core's filters (422 for a date that is not one)."""
+    return None if f is None else make_filters(f.since, f.until, f.source, f.doc_ids)
+
+
 @router.post("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(400, 413, 422, 503),
              summary="Answer one question with citations")
 async def ask(body: AskRequest, service: ServiceDep) -> AnswerOut:
     """The same JSON object as ``ask --json``; ``answer`` is null when the articles do not answer."""
-    return AnswerOut.of(await service.ask(body.question, body.top_k, body.reader))
+    return AnswerOut.of(await service.ask(body.question, body.top_k, body.reader, _filters(body.filters)))
 
 
 @router.get("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(422, 503),
@@ -104,7 +112,7 @@ async def ask_get(
              responses=_errors(400, 413, 422, 503), summary="Answer several questions in one batched pass")
 async def ask_batch(body: AskBatchRequest, service: ServiceDep) -> BatchAnswersOut:
     """Answers in the order of the questions; one invalid question rejects the whole batch."""
-    answers = await service.ask_batch(body.questions, body.top_k, body.reader)
+    answers = await service.ask_batch(body.questions, body.top_k, body.reader, _filters(body.filters))
     return BatchAnswersOut(answers=[AnswerOut.of(a) for a in answers])
 
 
@@ -130,12 +138,17 @@ async def get_document(doc_id: str, service: ServiceDep) -> DocumentOut:
              summary="Add an article (201) or replace one (200)")
 async def add_document(body: DocumentIn, service: ServiceDep, response: Response) -> DocumentWritten:
     """The article is on disk (fsynced) before this answers, and searchable in the index."""
-    article, replaced = await service.add_document(body.doc_id, body.text, body.title)
+    meta = {"title": body.title, "date": body.date, "source": body.source, "url": body.url, "author": body.author}
+    if body.text is not None and body.html is None and all(v is None for k, v in meta.items() if k != "title"):
+        article, replaced = await service.add_document(body.doc_id, body.text, body.title)
+    else:
+        article, replaced = await service.add_converted(body.doc_id, body.text, body.html, meta)
     if replaced:
         response.status_code = 200
     documents, chunks = service.counts()
-    return DocumentWritten(doc_id=article.doc_id, title=article.title, date=article.date, chars=len(article.text),
-                           sha256=article.sha256, replaced=replaced, documents=documents, chunks=chunks)
+    return DocumentWritten(doc_id=article.doc_id, title=article.title, date=article.date, source=article.source,
+                           url=article.url, author=article.author, chars=len(article.text), sha256=article.sha256,
+                           replaced=replaced, documents=documents, chunks=chunks)
 
 
 @router.delete("/documents/{doc_id:any_text}", response_model=DocumentDeleted, tags=["documents"],

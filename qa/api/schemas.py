@@ -65,12 +65,22 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FiltersIn(_Request):
+    """Which articles may answer: applied inside retrieval, so the top-k fills from them."""
+
+    since: Text | None = Field(default=None, description="articles dated on or after this day (YYYY-MM-DD)")
+    until: Text | None = Field(default=None, description="articles dated on or before this day (YYYY-MM-DD)")
+    source: Text | None = Field(default=None, description="articles from this outlet (case-insensitive)")
+    doc_ids: list[Text] | None = Field(default=None, max_length=10_000, description="only these articles")
+
+
 class AskRequest(_Request):
     """One question."""
 
     question: Text = Field(description="the question; at most QA_MAX_QUESTION_CHARS characters")
     top_k: StrictInt | None = Field(default=None, ge=TOP_K_MIN, le=TOP_K_MAX, description=_TOP_K_DESC)
     reader: ReaderName | None = Field(default=None, description=_READER_DESC)
+    filters: FiltersIn | None = Field(default=None, description="answer only from these articles")
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"question": _QUESTION}, {"question": _QUESTION, "top_k": 3, "reader": "span"}]}
@@ -83,6 +93,7 @@ class AskBatchRequest(_Request):
     questions: list[Text] = Field(min_length=1, description="the questions; at most QA_MAX_BATCH_QUESTIONS")
     top_k: StrictInt | None = Field(default=None, ge=TOP_K_MIN, le=TOP_K_MAX, description=_TOP_K_DESC)
     reader: ReaderName | None = Field(default=None, description=_READER_DESC)
+    filters: FiltersIn | None = Field(default=None, description="answer only from these articles")
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -92,11 +103,21 @@ class AskBatchRequest(_Request):
 
 
 class DocumentIn(_Request):
-    """An article to add, or to replace when ``doc_id`` exists."""
+    """An article to add, or to replace when ``doc_id`` exists: its ``text``, or a news page's
+    ``html`` (its main text is extracted), or only a ``url`` to fetch (a page or a PDF)."""
 
     doc_id: Text = Field(description="letters, digits, '.', '-' and '_'; no path separators or '..'")
-    text: Text = Field(description="the article text, kept exactly; at most QA_MAX_DOCUMENT_CHARS characters")
-    title: Title | None = Field(default=None, description="stored as the first line unless the text starts with it")
+    text: Text | None = Field(default=None, description="the article text, kept exactly; at most "
+                              "QA_MAX_DOCUMENT_CHARS characters")
+    html: Text | None = Field(default=None, description="a news page instead of text: its main text and metadata "
+                              "are extracted (trafilatura); the extracted text is the article")
+    title: Title | None = Field(default=None, description="the headline (with text and no other metadata: stored "
+                                "as the first line unless the text starts with it)")
+    date: Text | None = Field(default=None, description="the article's date (YYYY-MM-DD, or any form of a date)")
+    source: Text | None = Field(default=None, description="the outlet")
+    url: Text | None = Field(default=None, description="where it was published; alone (no text or html): the "
+                             "address to fetch it from")
+    author: Text | None = Field(default=None, description="the author")
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -120,6 +141,15 @@ class CitationOut(BaseModel):
     end: int
     text: str
     context: str = Field(description="the sentence around the cited span")
+    title: str | None = Field(default=None, description="the cited article's headline")
+    date: str | None = Field(default=None, description="the cited article's date (ISO 8601)")
+    source: str | None = Field(default=None, description="the outlet the article comes from")
+    url: str | None = Field(default=None, description="where the article was published")
+    resolved_date: str | None = Field(
+        default=None, description="when the cited span is a relative date ('on Monday'): the day it stands for, "
+        "resolved against the article's date (ISO 8601)")
+    resolved_start: str | None = Field(default=None, description="for a relative range ('next week'): its first day")
+    resolved_end: str | None = Field(default=None, description="for a relative range: its last day")
 
 
 _ANSWER_EXAMPLE: JsonDict = {
@@ -189,9 +219,12 @@ class BatchAnswersOut(BaseModel):
 
 _SUMMARY_EXAMPLE: JsonDict = {
     "doc_id": "003_56e07843aefd4aea",
-    "title": "date 2025-06-02 Istanbul: Russian and Ukrainian delegations gathered in Istanbul on Monday ...",
-    "date": "2025-06-02",
-    "chars": 2058,
+    "title": "Russia Rejects ‘Unconditional Ceasefire’ With Ukraine As Istanbul Peace Talks End",
+    "date": None,
+    "source": None,
+    "url": None,
+    "author": None,
+    "chars": 3521,
 }
 
 
@@ -200,14 +233,19 @@ class DocumentSummary(BaseModel):
 
     doc_id: str
     title: str
-    date: str | None = Field(description="the first ISO date the article states, if any")
+    date: str | None = Field(description="the article's date (ISO 8601): from its metadata, else the first ISO "
+                             "date it states")
+    source: str | None = Field(default=None, description="the outlet, where known")
+    url: str | None = Field(default=None, description="where it was published, where known")
+    author: str | None = Field(default=None, description="the author, where known")
     chars: int = Field(description="length of the text in characters")
 
     model_config = ConfigDict(json_schema_extra={"examples": [_SUMMARY_EXAMPLE]})
 
     @classmethod
     def of(cls, a: Article) -> DocumentSummary:
-        return cls(doc_id=a.doc_id, title=a.title, date=a.date, chars=len(a.text))
+        return cls(doc_id=a.doc_id, title=a.title, date=a.date, source=a.source, url=a.url, author=a.author,
+                   chars=len(a.text))
 
 
 class DocumentList(BaseModel):

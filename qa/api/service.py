@@ -20,10 +20,11 @@ from qa.api.config import ApiSettings
 from qa.api.errors import ApiError
 from qa.documents import validate_doc_id
 from qa.errors import IndexBusy, QAError
+from qa.ingest.add import ingest_one
 from qa.pipeline import QAPipeline
 from qa.read import reader_model_available
 from qa.settings import Settings
-from qa.types import Answer, Article
+from qa.types import Answer, Article, Filters
 
 log = logging.getLogger("qa.api")
 T = TypeVar("T")
@@ -166,13 +167,15 @@ class Service:
             for q in questions:  # an over-long question (refused next) is cut, not logged whole
                 log.info("question: %r%s", q[:limit], " (cut)" if len(q) > limit else "")
 
-    async def ask(self, question: str, top_k: int | None, reader: str | None) -> Answer:
+    async def ask(self, question: str, top_k: int | None, reader: str | None,
+                  filters: Filters | None = None) -> Answer:
         pipeline = self.ready_pipeline()
         self._check_reader(reader)
         self._log_questions([question])
-        return await self.run(pipeline.ask, question, top_k, reader)
+        return await self.run(pipeline.ask, question, top_k, reader, filters)
 
-    async def ask_batch(self, questions: list[str], top_k: int | None, reader: str | None) -> list[Answer]:
+    async def ask_batch(self, questions: list[str], top_k: int | None, reader: str | None,
+                        filters: Filters | None = None) -> list[Answer]:
         pipeline = self.ready_pipeline()
         limit = self.api.max_batch_questions
         if len(questions) > limit:
@@ -180,7 +183,7 @@ class Service:
                            f"the batch has {len(questions)} questions; the limit is {limit} (QA_MAX_BATCH_QUESTIONS)")
         self._check_reader(reader)
         self._log_questions(questions)
-        return await self.run(pipeline.ask_batch, questions, top_k, reader)
+        return await self.run(pipeline.ask_batch, questions, top_k, reader, filters)
 
     # ------------------------------------------------------------ documents
     def documents(self) -> list[Article]:
@@ -216,6 +219,27 @@ class Service:
             raise ApiError(413, "document_too_large",
                            f"the title and text have {size} characters; the limit is {limit} (QA_MAX_DOCUMENT_CHARS)")
         return await self.run(pipeline.add_document, doc_id, text, title, write=True)
+
+    async def add_converted(self, doc_id: str, text: str | None, html: str | None,
+                            meta: dict[str, str | None]) -> tuple[Article, bool]:
+        """An article from ``text`` with metadata, a page's ``html``, or a ``url`` to fetch."""
+        pipeline = self.ready_pipeline()
+        if text is not None and html is not None:
+            raise ApiError(422, "invalid_request", "give text or html, not both")
+        if text is None and html is None and not meta.get("url"):
+            raise ApiError(422, "invalid_request", "give the article's text, its page's html, or a url to fetch")
+        limit = self.settings.max_document_chars
+        size = len(text or html or "")
+        if size > (limit if text is not None else 10 * limit):
+            raise ApiError(413, "document_too_large", f"the {'text' if text is not None else 'html'} has {size} "
+                           f"characters; the limit is {limit} (QA_MAX_DOCUMENT_CHARS)")
+
+        def convert_and_add() -> tuple[Article, bool]:
+            doc = ingest_one(text, html, meta, self.settings.max_document_chars)
+            article, replaced, _ = pipeline.add_converted(doc_id, doc)
+            return article, replaced
+
+        return await self.run(convert_and_add, write=True)
 
     async def delete_document(self, doc_id: str) -> None:
         pipeline = self.ready_pipeline()

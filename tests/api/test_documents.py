@@ -30,7 +30,8 @@ def test_list_documents(client: TestClient, shared_pipeline: QAPipeline) -> None
     assert body["count"] == len(body["documents"]) == len(shared_pipeline.documents())
     first = body["documents"][0]
     art = shared_pipeline.documents()[0]
-    assert first == {"doc_id": art.doc_id, "title": art.title, "date": art.date, "chars": len(art.text)}
+    assert first == {"doc_id": art.doc_id, "title": art.title, "date": art.date, "source": art.source, "url": art.url,
+                     "author": art.author, "chars": len(art.text)}
 
 
 def test_get_document_has_the_exact_text_and_no_server_path(client: TestClient, shared_pipeline: QAPipeline) -> None:

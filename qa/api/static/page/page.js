@@ -237,7 +237,8 @@
       ui.cardsHeading.textContent = "Closest articles";
       ui.cards.replaceChildren(...answer.retrieved.map((id) => passageCard(id)));
     } else {
-      ui.answerText.textContent = answer.answer;
+      const when = answer.citations.length ? resolvedLabel(answer.citations[0]) : null;
+      ui.answerText.textContent = when ? `${answer.answer} (${when})` : answer.answer;
       ui.answerText.classList.remove("none");
       const pct = Math.round(answer.score * 100);
       const meter = el("span", "meter");
@@ -263,10 +264,30 @@
     return btn;
   }
 
+  /** "2 June 2025" (or "9 – 15 June 2025") for a citation whose span is a relative date. */
+  function resolvedLabel(c) {
+    if (c.resolved_date) return formatDate(c.resolved_date);
+    if (c.resolved_start && c.resolved_end) return `${formatDate(c.resolved_start)} – ${formatDate(c.resolved_end)}`;
+    return null;
+  }
+
+  /** Whether `url` is an http(s) address (a link to anything else is not made). */
+  function isWebAddress(url) {
+    try {
+      return ["http:", "https:"].includes(new URL(url).protocol);
+    } catch (e) {
+      return false;
+    }
+  }
+
   function citationCard(c) {
     const li = el("li");
     const btn = cardButton(c.doc_id);
     btn.classList.add("citation");
+    if (c.title) btn.querySelector(".card-title").textContent = c.title;
+    const meta = [c.date ? formatDate(c.date) : "Undated"];
+    if (c.source) meta.push(c.source);
+    btn.querySelector(".meta").textContent = meta.join(" · ");
     btn.dataset.start = String(c.start);
     btn.dataset.end = String(c.end);
     const quote = el("span", "card-quote");
@@ -284,10 +305,19 @@
     } else {
       quote.append(el("mark", "", c.text));
     }
+    const when = resolvedLabel(c);
+    if (when) btn.append(el("span", "card-resolved", `“${c.text}” = ${when}`));
     btn.append(quote, el("span", "card-open", "Read it in the article →"));
-    btn.setAttribute("aria-label", `${c.text}, in ${docTitle(c.doc_id)}: ${c.context}. Open the article.`);
+    btn.setAttribute("aria-label", `${c.text}, in ${c.title || docTitle(c.doc_id)}: ${c.context}. Open the article.`);
     btn.addEventListener("click", () => navigate({ doc: c.doc_id, start: c.start, end: c.end }, btn));
     li.append(btn);
+    if (c.url && isWebAddress(c.url)) {
+      const link = el("a", "card-url", c.source ? `${c.source}: ${c.url}` : c.url);
+      link.href = c.url;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      li.append(link);
+    }
     return li;
   }
 
