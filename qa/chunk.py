@@ -35,6 +35,8 @@ _ABBREV = {
     "e.g",
     "i.e",
     "etc",
+    "a.m",
+    "p.m",
 }
 _WORD_RE = re.compile(r"\S+")
 

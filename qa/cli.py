@@ -241,7 +241,7 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
     settings = _settings(args)
     p = QAPipeline(settings)
     corpus = p.resolve_corpus(args.corpus_dir)
-    articles = load_corpus(corpus)
+    articles = load_corpus(corpus, settings.max_file_bytes)
     previous = None
     if not args.full:
         try:
@@ -274,7 +274,7 @@ def _cmd_index_status(args: argparse.Namespace) -> int:
         print(f"built from {m.corpus_dir}/")
     try:
         corpus = QAPipeline(settings).resolve_corpus(args.corpus_dir)
-        fps = {a.doc_id: a.sha256 for a in load_corpus(corpus)}
+        fps = {a.doc_id: a.sha256 for a in load_corpus(corpus, settings.max_file_bytes)}
     except CorpusError as e:
         print(f"corpus: {e}")
         return EXIT_ERROR
@@ -314,7 +314,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     p = _load_pipeline(settings)
-    report = add_items(p, args.items, say=_say, progress=sys.stderr.isatty())
+    report = add_items(p, args.items, say=_say, progress=sys.stderr.isatty(), max_file_bytes=settings.max_file_bytes)
     print(report.summary())
     return EXIT_OK if not report.failed else EXIT_ERROR
 

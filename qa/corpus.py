@@ -127,7 +127,7 @@ def read_articles(path: Path, doc_id: str, max_bytes: int = 50_000_000) -> list[
     return [make_article(doc_id, docs[0].text, str(path), docs[0])]
 
 
-def load_corpus(root: Path | str) -> list[Article]:
+def load_corpus(root: Path | str, max_file_bytes: int = 50_000_000) -> list[Article]:
     """Load every article under ``root``, each under a unique doc id (:func:`derive_doc_ids`).
 
     Raises:
@@ -150,7 +150,7 @@ def load_corpus(root: Path | str) -> list[Article]:
     articles: list[Article] = []
     owner: dict[str, Path] = {}
     for p in files:
-        for a in read_articles(p, ids[p]):
+        for a in read_articles(p, ids[p], max_file_bytes):
             if a.doc_id in owner:  # "a/1" from a.jsonl and from the file a/1.txt
                 raise CorpusError(f"{owner[a.doc_id]} and {p} would both be article {a.doc_id!r}; rename one of them")
             owner[a.doc_id] = p

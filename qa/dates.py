@@ -9,6 +9,7 @@ Conventions dateparser leaves to us, stated once here:
 - A weekday ("on Monday") is the most recent one up to the article's own day (news style: an
   article dated Monday 2 June that says "on Monday" means 2 June); the future one when its
   sentence speaks of the future ("will", "next", "is due", "scheduled", "plans to").
+- A day and month without a year ("1 June") are in the article's year.
 - A week, month or year ("next week", "last month") resolves to a range, first to last day;
   "earlier"/"later this week" is clipped at the article's date.
 """
@@ -81,7 +82,6 @@ def resolve(expression: str, article_date: str | None, sentence: str = "") -> Re
     text = " ".join(expression.split())
     lowered = text.lower()
     future = bool(_FUTURE.search(sentence) or _FUTURE.search(text))
-    prefer = "future" if future else "past"
     base = dt.datetime.combine(base_day, dt.time())
     words = text.split()
     for k in range(len(words)):  # "earlier this week" -> "this week"
@@ -89,7 +89,9 @@ def resolve(expression: str, article_date: str | None, sentence: str = "") -> Re
         if not re.search(r"[A-Za-z]{3}", candidate):  # "40" is a number, not a year
             continue
         weekday = any(w in candidate.lower() for w in _WEEKDAYS)
-        # a weekday up to the article's own day: look back from the day after it
+        # A weekday up to the article's own day: looking back from the day after it. Any other
+        # date without a year ("1 June") is taken in the article's year.
+        prefer = ("future" if future else "past") if weekday else "current_period"
         shift = dt.timedelta(days=1 if weekday and not future else (-1 if weekday else 0))
         first = _parse(candidate, base + shift, prefer)
         if first is None:

@@ -254,7 +254,7 @@ class QAPipeline:
         previous: SearchIndex | None = None
         try:
             index = load_index(s.index_dir)
-            articles = load_corpus(corpus)
+            articles = load_corpus(corpus, s.max_file_bytes)
             why = staleness(
                 index.manifest,
                 {a.doc_id: a.sha256 for a in articles},
@@ -283,13 +283,13 @@ class QAPipeline:
                 raise
             if notify:
                 notify(f"no index yet; building it from {corpus}/")
-            articles = load_corpus(corpus)
+            articles = load_corpus(corpus, s.max_file_bytes)
         except IndexCorrupt as e:
             if not rebuild:
                 raise
             if notify:
                 notify(f"{e}; rebuilding from {corpus}/")
-            articles = load_corpus(corpus)
+            articles = load_corpus(corpus, s.max_file_bytes)
         return self.build(articles, previous, show_progress, corpus)
 
     def build(

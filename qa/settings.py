@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     max_doc_id_chars: int = Field(default=128, ge=1)
     max_document_chars: int = Field(default=1_000_000, ge=1)
     max_title_chars: int = Field(default=300, ge=1)
+    max_file_bytes: int = Field(default=50_000_000, ge=1, description="largest article file (a page, a PDF, an "
+                                "archive) read from a corpus folder or `qa add`; a larger one is skipped by name")
 
     @field_validator("embed_model", "reader_model")
     @classmethod

@@ -281,7 +281,8 @@ class DocumentOut(DocumentSummary):
 
     @classmethod
     def of(cls, a: Article) -> DocumentOut:
-        return cls(doc_id=a.doc_id, title=a.title, date=a.date, chars=len(a.text), sha256=a.sha256, text=a.text)
+        return cls(doc_id=a.doc_id, title=a.title, date=a.date, source=a.source, url=a.url, author=a.author,
+                   chars=len(a.text), sha256=a.sha256, text=a.text)
 
 
 class DocumentWritten(DocumentSummary):

@@ -23,9 +23,12 @@ class AddReport:
     replaced: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # one line each, naming the item
+    in_corpus: list[str] = field(default_factory=list)  # files inside the corpus folder: indexed where they are
 
     def summary(self) -> str:
         parts = [f"added {len(self.added)}", f"replaced {len(self.replaced)}", f"unchanged {len(self.unchanged)}"]
+        if self.in_corpus:
+            parts.append(f"{len(self.in_corpus)} file(s) already in the corpus folder, indexed in place")
         if self.failed:
             parts.append(f"failed {len(self.failed)}")
         return ", ".join(parts) + " article(s)"
@@ -71,6 +74,10 @@ def add_items(pipeline: QAPipeline, items: list[str], say: Callable[[str], None]
             if not path.exists():
                 raise IngestError(f"{item}: no such file or folder")
             for f in _files(path):
+                if f.resolve().is_relative_to(pipeline.corpus_dir.resolve()):
+                    # already part of the corpus folder, so indexed in place when the index was loaded
+                    report.in_corpus.append(str(f))
+                    continue
                 try:
                     found_docs = documents_of_file(f, max_file_bytes)
                 except IngestError as e:

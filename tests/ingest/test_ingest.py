@@ -154,6 +154,7 @@ def test_the_api_filters_and_returns_citation_metadata(tmp_path: Path) -> None:
     ("next week", "", ("2025-06-09", "2025-06-15")),
     ("earlier this week", "", ("2025-06-02", "2025-06-02")),
     ("last month", "", ("2025-05-01", "2025-05-31")),
+    ("1 December", "", ("2025-12-01", "2025-12-01")),  # no year: the article's year, not the last 1 December
     ("2 June 2025", "", None),  # absolute: nothing to resolve
     ("40", "", None),
     ("Vladimir Medinsky", "", None),
@@ -295,3 +296,25 @@ def test_post_documents_takes_html_or_a_url_with_metadata(tmp_path: Path, site: 
         assert c.post("/documents", json={"doc_id": "x", "text": "a", "html": "<p>b</p>"}).status_code == 422
         assert c.post("/documents", json={"doc_id": "x"}).status_code == 422
         assert c.get("/documents/tram-pdf").json()["text"].startswith("Rail report: the Poznan tram line")
+
+
+def test_a_file_over_the_size_limit_is_named_and_the_others_still_load(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    folder = _mixed_folder(tmp_path / "c")
+    with caplog.at_level(logging.WARNING):
+        arts = {a.doc_id for a in load_corpus(folder, max_file_bytes=1000)}
+    assert "crane" not in arts and "note" in arts  # the page is 1.3 kB
+    assert "crane.html" in caplog.text and "over the limit of 1,000 (QA_MAX_FILE_BYTES)" in caplog.text
+    p = make_pipeline(tmp_path, reader=ScriptedReader())
+    report = add_items(p, [str(folder / "crane.html"), str(folder / "note.txt")], lambda _: None, max_file_bytes=1000)
+    assert report.added == ["note"] and "over the limit" in report.failed[0]
+
+
+def test_qa_add_of_files_already_in_the_corpus_folder_duplicates_nothing(tmp_path: Path) -> None:
+    corpus = _mixed_folder(tmp_path / "corpus")
+    p = make_pipeline(tmp_path, reader=ScriptedReader())
+    p.load(corpus)
+    before = sorted(x.name for x in corpus.iterdir())
+    report = add_items(p, [str(corpus)], lambda _: None)
+    assert report.added == [] and len(report.in_corpus) == 5 and "indexed in place" in report.summary()
+    assert sorted(x.name for x in corpus.iterdir()) == before
