@@ -43,3 +43,7 @@ class IndexBusy(QAError):
 
 class IngestError(QAError):
     """An input (a file, a record, a URL) that cannot become an article; the message names it."""
+
+
+class Conflict(QAError):
+    """The request conflicts with the current state (deleting the index's last article)."""

@@ -27,6 +27,7 @@ from qa.documents import (
 )
 from qa.embed import Embedder, make_embedder
 from qa.errors import (
+    Conflict,
     CorpusError,
     DocumentNotFound,
     IndexBusy,
@@ -466,7 +467,7 @@ class QAPipeline:
             if doc_id not in current.articles:
                 raise DocumentNotFound(f"no article with doc_id {doc_id!r}")
             if len(current.articles) == 1:
-                raise InvalidDocument(f"{doc_id!r} is the last article; an index needs at least one")
+                raise Conflict(f"{doc_id!r} is the last article; an index needs at least one (add another first)")
             previous = keep_previous(self.corpus_dir, doc_id)
             try:
                 delete_article(self.corpus_dir, doc_id)

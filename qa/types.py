@@ -114,8 +114,9 @@ class Citation:
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"doc_id": self.doc_id, "start": self.start, "end": self.end, "text": self.text,
-                                  "context": self.context, "title": self.title, "date": self.date,
-                                  "source": self.source, "url": self.url}
+                                  "context": self.context, "context_start": self.start - self.context_start,
+                                  "context_end": self.end - self.context_start, "title": self.title,
+                                  "date": self.date, "source": self.source, "url": self.url}
         if self.resolved_date is not None or self.resolved_start is not None:
             out.update(resolved_date=self.resolved_date, resolved_start=self.resolved_start,
                        resolved_end=self.resolved_end)

@@ -62,3 +62,14 @@ def test_overlapping_spans_of_one_place_are_one_citation() -> None:
     )
     ans = assemble("When?", r, _hits(), ARTS, 0.5, 5)
     assert len(ans.citations) == 1
+
+
+def test_context_offsets_place_the_answer_that_was_cited_when_the_sentence_holds_it_twice() -> None:
+    art = make_article("t", "Intro. Kyiv 🕊️ said Kyiv would host the talks in Kyiv. End.")
+    second = _span(art, "Kyiv", 0.9, nth=1)
+    ans = assemble("Who said it?", Reading([second], 0.1), [Hit(Chunk("t", 0, len(art.text), art.text), 1.0, 0.5, 0)],
+                   {"t": art}, 0.5, 5)
+    c = ans.to_dict()["citations"][0]  # type: ignore[index]
+    assert c["context"][c["context_start"] : c["context_end"]] == "Kyiv"
+    assert c["context"].find("Kyiv") < c["context_start"]  # the second "Kyiv", not the first
+    assert art.text[c["start"] : c["end"]] == "Kyiv"

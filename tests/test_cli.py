@@ -51,7 +51,8 @@ def test_ask_json_schema_and_offsets(index_dir: Path) -> None:
     assert isinstance(out["score"], float) and isinstance(out["latency_ms"], float)
     assert out["answer"] and out["citations"][0]["text"] == out["answer"]
     for c in out["citations"]:
-        assert set(c) == {"doc_id", "start", "end", "text", "context", "title", "date", "source", "url"}
+        assert set(c) == {"doc_id", "start", "end", "text", "context", "context_start", "context_end", "title", "date",
+                          "source", "url"}
         assert (SEEDS / f"{c['doc_id']}.txt").read_text(encoding="utf-8")[c["start"] : c["end"]] == c["text"]
     assert out["retrieved"] and len(out["retrieved"]) == len(set(out["retrieved"]))
 

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.errors import (
+    Conflict,
     CorpusError,
     DocumentNotFound,
     IndexBusy,
@@ -61,6 +62,7 @@ _CLIENT_ERRORS: list[tuple[type[QAError], int, str]] = [
     (InvalidDocument, 422, "invalid_document"),
     (DocumentNotFound, 404, "document_not_found"),
     (IngestError, 422, "not_ingestible"),
+    (Conflict, 409, "conflict"),
 ]
 # Domain errors about the server's own state: their messages name server paths, so they stay in the log.
 _SERVER_ERRORS = (IndexMissing, IndexStale, IndexCorrupt, CorpusError, ModelUnavailable)

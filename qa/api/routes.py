@@ -74,8 +74,10 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "missing or wrong bearer token",
         403: "writes are disabled (no QA_API_TOKEN on a public bind, or several workers)",
         404: "no article with that doc_id",
+        409: "the last article of the index cannot be deleted",
         413: "the body or the article text is over its limit",
-        422: "invalid input (empty or over-long question, top_k out of range, unknown reader, bad doc_id, ...)",
+        422: "invalid input (empty or over-long question, top_k out of range, unknown reader, bad doc_id, a date "
+             "that is not one, ...), or a page or URL that holds no article (not_ingestible)",
         503: "still loading, busy, or the index or a model is unavailable",
         507: "the server's disk is full; the write was not applied",
     }
@@ -152,7 +154,7 @@ async def add_document(body: DocumentIn, service: ServiceDep, response: Response
 
 
 @router.delete("/documents/{doc_id:any_text}", response_model=DocumentDeleted, tags=["documents"],
-               dependencies=[Depends(require_writer)], responses=_errors(401, 403, 404, 422, 503, 507),
+               dependencies=[Depends(require_writer)], responses=_errors(401, 403, 404, 409, 422, 503, 507),
                summary="Delete an article")
 async def delete_document(doc_id: str, service: ServiceDep) -> DocumentDeleted:
     await service.delete_document(doc_id)

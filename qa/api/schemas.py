@@ -141,6 +141,9 @@ class CitationOut(BaseModel):
     end: int
     text: str
     context: str = Field(description="the sentence around the cited span")
+    context_start: int = Field(description="where the answer starts in context: context[context_start:context_end] "
+                               "== text (characters, i.e. Unicode code points)")
+    context_end: int = Field(description="where the answer ends in context")
     title: str | None = Field(default=None, description="the cited article's headline")
     date: str | None = Field(default=None, description="the cited article's date (ISO 8601)")
     source: str | None = Field(default=None, description="the outlet the article comes from")
@@ -164,6 +167,8 @@ _ANSWER_EXAMPLE: JsonDict = {
             "text": "Vladimir Medinsky",
             "context": "Russia’s lead negotiator, Vladimir Medinsky, confirmed receipt of Ukraine’s draft proposal "
             "for a ceasefire framework.",
+            "context_start": 26,
+            "context_end": 43,
         }
     ],
     "retrieved": ["003_56e07843aefd4aea", "002_2b81b22c40bf866c", "001_a191f6331583f074"],

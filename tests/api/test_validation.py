@@ -243,7 +243,7 @@ def test_deleting_the_last_article_is_refused(tmp_path) -> None:  # type: ignore
         p.delete_document(a.doc_id)
     with make_client(p) as c:
         last = p.documents()[0].doc_id
-        err = assert_error(c.delete(f"/documents/{last}"), 422, "invalid_document")
+        err = assert_error(c.delete(f"/documents/{last}"), 409, "conflict")
         assert "last article" in err["message"]
 
 

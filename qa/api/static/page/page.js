@@ -86,21 +86,13 @@
     return n;
   }
 
-  /** Where the answer sits in the citation's context, as UTF-16 [from, to], or null.
-   *  With the article at hand this is exact (the context is the article text around the cited
-   *  offsets); without it, the answer's first place in the context, which is right unless the
-   *  sentence holds the answer twice (then the caller fetches the article). */
-  function answerInContext(citation, articleText) {
+  /** Where the answer sits in the citation's context, as UTF-16 [from, to]: from the server's
+   *  `context_start`/`context_end` (code points into `context`), so a sentence that holds the
+   *  answer twice is marked where it was cited; null for a citation without them. */
+  function answerInContext(citation) {
     const ctx = citation.context || "";
-    if (articleText !== undefined) {
-      const s = utf16Index(articleText, citation.start);
-      const e = utf16Index(articleText, citation.end);
-      for (let p = articleText.indexOf(ctx); p >= 0 && p <= s; p = articleText.indexOf(ctx, p + 1)) {
-        if (e <= p + ctx.length) return [s - p, e - p];
-      }
-    }
-    const i = ctx.indexOf(citation.text);
-    return i >= 0 && citation.text ? [i, i + citation.text.length] : null;
+    if (!Number.isInteger(citation.context_start) || !Number.isInteger(citation.context_end)) return null;
+    return [utf16Index(ctx, citation.context_start), utf16Index(ctx, citation.context_end)];
   }
 
   // ---------------------------------------------------------------- DOM helpers
@@ -294,14 +286,6 @@
     const range = answerInContext(c);
     if (range) {
       fillWithMark(quote, c.context, range[0], range[1]);
-      const ctx = c.context;
-      if (ctx.indexOf(c.text, range[0] + 1) >= 0) {
-        // The sentence holds the answer twice: place the highlight from the article's offsets.
-        getArticle(c.doc_id).then((a) => {
-          const exact = answerInContext(c, a.text);
-          if (exact) fillWithMark(quote, ctx, exact[0], exact[1]);
-        }, () => {});
-      }
     } else {
       quote.append(el("mark", "", c.text));
     }
