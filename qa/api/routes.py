@@ -27,6 +27,8 @@ from qa.api.schemas import (
     HealthOut,
     ReaderName,
     ReadyOut,
+    SearchOut,
+    SearchRequest,
     Text,
 )
 from qa.api.service import Service
@@ -116,6 +118,23 @@ async def ask_batch(body: AskBatchRequest, service: ServiceDep) -> BatchAnswersO
     """Answers in the order of the questions; one invalid question rejects the whole batch."""
     answers = await service.ask_batch(body.questions, body.top_k, body.reader, _filters(body.filters))
     return BatchAnswersOut(answers=[AnswerOut.of(a) for a in answers])
+
+
+@router.post("/search", response_model=SearchOut, tags=["questions"], responses=_errors(400, 413, 422, 503),
+             summary="Retrieve passages for a question, without reading them")
+async def search(body: SearchRequest, service: ServiceDep) -> SearchOut:
+    """What `qa search` prints: the passages the reader would see, best first."""
+    return await service.search(body.question, body.k, _filters(body.filters))
+
+
+@router.get("/search", response_model=SearchOut, tags=["questions"], responses=_errors(422, 503),
+            summary="Retrieve passages (query string)")
+async def search_get(
+    service: ServiceDep,
+    q: Annotated[Text, Query(description="the question", examples=["Who is Russia's lead negotiator?"])],
+    k: Annotated[int, Query(ge=TOP_K_MIN, le=TOP_K_MAX, description="passages to return", examples=[5])] = 5,
+) -> SearchOut:
+    return await service.search(q, k, None)
 
 
 # ---------------------------------------------------------------- documents

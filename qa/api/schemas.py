@@ -87,6 +87,16 @@ class AskRequest(_Request):
     )
 
 
+class SearchRequest(_Request):
+    """Retrieval only: the passages a question would be read from, best first."""
+
+    question: Text = Field(description="the question; at most QA_MAX_QUESTION_CHARS characters")
+    k: StrictInt = Field(default=5, ge=TOP_K_MIN, le=TOP_K_MAX, description="passages to return")
+    filters: FiltersIn | None = Field(default=None, description="search only these articles")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"question": _QUESTION, "k": 5}]})
+
+
 class AskBatchRequest(_Request):
     """Several questions answered in one batched pass, in order."""
 
@@ -176,6 +186,34 @@ _ANSWER_EXAMPLE: JsonDict = {
     "min_confidence": 0.4,
     "latency_ms": 631.36,
 }
+
+
+class PassageOut(BaseModel):
+    """A retrieved passage: ``article.text[start:end] == text``."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    score: float = Field(description="the fused (reciprocal rank) retrieval score")
+    cosine: float = Field(description="cosine similarity of question and passage")
+    title: str | None = None
+    date: str | None = None
+    source: str | None = None
+    url: str | None = None
+
+
+class SearchOut(BaseModel):
+    """Passages best first."""
+
+    question: str
+    passages: list[PassageOut]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"question": _QUESTION, "passages": [{
+        "doc_id": "003_56e07843aefd4aea", "start": 587, "end": 731,
+        "text": "Russia’s lead negotiator, Vladimir Medinsky, confirmed receipt of Ukraine’s draft proposal for a "
+        "ceasefire framework.", "score": 0.0328, "cosine": 0.61, "title": None, "date": "2025-06-02",
+        "source": None, "url": None}]}]})
 
 
 class CandidateOut(BaseModel):

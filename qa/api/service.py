@@ -18,6 +18,7 @@ import anyio.to_thread
 from qa.api.auth import check_write_access
 from qa.api.config import ApiSettings
 from qa.api.errors import ApiError
+from qa.api.schemas import PassageOut, SearchOut
 from qa.documents import validate_doc_id
 from qa.errors import IndexBusy, QAError
 from qa.ingest.add import ingest_one
@@ -184,6 +185,24 @@ class Service:
         self._check_reader(reader)
         self._log_questions(questions)
         return await self.run(pipeline.ask_batch, questions, top_k, reader, filters)
+
+    async def search(self, question: str, k: int, filters: Filters | None) -> SearchOut:
+        pipeline = self.ready_pipeline()
+        self._log_questions([question])
+
+        def run() -> SearchOut:
+            hits = pipeline.search(question, k, filters)
+            index = pipeline.retriever.index if pipeline.retriever is not None else None
+            passages = []
+            for h in hits:
+                art = index.articles.get(h.chunk.doc_id) if index is not None else None
+                passages.append(PassageOut(
+                    doc_id=h.chunk.doc_id, start=h.chunk.start, end=h.chunk.end, text=h.chunk.text, score=h.score,
+                    cosine=h.dense, title=(art.title or None) if art else None, date=art.date if art else None,
+                    source=art.source if art else None, url=art.url if art else None))
+            return SearchOut(question=question.strip(), passages=passages)
+
+        return await self.run(run)
 
     # ------------------------------------------------------------ documents
     def documents(self) -> list[Article]:

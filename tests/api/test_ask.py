@@ -56,3 +56,19 @@ def test_an_answer_cites_exact_offsets(tmp_path) -> None:  # type: ignore[no-unt
         text = c.get(f"/documents/{cite['doc_id']}").json()["text"]
         assert text[cite["start"] : cite["end"]] == cite["text"] == "3 March 2031"
         assert "Zanzibar summit opened" in cite["context"]
+
+
+def test_search_returns_passages_that_slice_their_articles_and_honours_filters(client, shared_pipeline) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/search", json={"question": "Who is Russia's lead negotiator?", "k": 4})
+    assert r.status_code == 200, r.text
+    passages = r.json()["passages"]
+    assert len(passages) == 4 and passages[0]["score"] >= passages[-1]["score"]
+    for p in passages:
+        assert shared_pipeline.document(p["doc_id"]).text[p["start"] : p["end"]] == p["text"]
+    one = passages[0]["doc_id"]
+    only = client.post("/search", json={"question": "negotiator", "k": 10, "filters": {"doc_ids": [one]}}).json()
+    assert only["passages"] and {p["doc_id"] for p in only["passages"]} == {one}
+    got = client.get("/search", params={"q": "Who is Russia's lead negotiator?", "k": 4}).json()
+    assert [p["text"] for p in got["passages"]] == [p["text"] for p in passages]
+    assert client.post("/search", json={"question": "", "k": 4}).status_code == 422
+    assert client.get("/search", params={"q": "x", "k": 0}).status_code == 422
