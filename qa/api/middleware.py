@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
 import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,6 +16,19 @@ from qa.api.errors import INTERNAL_MESSAGE
 log = logging.getLogger("qa.api")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+REQUEST_ID_HEADER = "X-Request-ID"
+# The id of the request being handled, for every log line written meanwhile (worker threads
+# started with anyio.to_thread copy it).
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request's id on every record (``%(request_id)s``; "-" outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
 
 
 def _printable(path: str) -> str:
@@ -29,7 +44,9 @@ async def _send_error(send: Send, status: int, code: str, message: str) -> None:
 
 
 class AccessLogMiddleware:
-    """Logs ``METHOD /path STATUS 12.3ms`` for each request on logger ``qa.api``.
+    """Logs ``METHOD /path STATUS 12.3ms`` for each request on logger ``qa.api``, and gives every
+    request an id: the client's ``X-Request-ID`` when it is a plain token of at most 128
+    characters, else a new one; it is echoed in the response and on every log line.
 
     Only the path is logged: query strings (``GET /ask?q=...``), bodies and headers (tokens)
     never are. An exception that escapes the app is logged with its traceback and answered
@@ -46,12 +63,17 @@ class AccessLogMiddleware:
         t0 = time.perf_counter()
         status = 500
         started = False
+        given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"x-request-id"), "")
+        rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        header = (b"x-request-id", rid.encode("latin-1"))
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 started = True
+                message = {**message, "headers": [*message.get("headers", []), header]}
             await send(message)
 
         try:
@@ -60,10 +82,11 @@ class AccessLogMiddleware:
             log.exception("%s %s: unhandled error", scope["method"], _printable(scope["path"]))
             status = 500
             if not started:
-                await _send_error(send, 500, "internal_error", INTERNAL_MESSAGE)
+                await _send_error(send_wrapper, 500, "internal_error", INTERNAL_MESSAGE)
         finally:
             ms = (time.perf_counter() - t0) * 1000.0
             log.info("%s %s %d %.1fms", scope["method"], _printable(scope["path"]), status, ms)
+            request_id.reset(token)
 
 
 class BodyLimitMiddleware:

@@ -15,6 +15,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from qa.api.config import ApiSettings
+from qa.api.middleware import RequestIdFilter
 from qa.api.service import Service
 from qa.settings import Settings
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 ENV_SETTINGS = "QA_SERVE_SETTINGS_JSON"
 ENV_HOST = "QA_SERVE_HOST"
 ENV_WORKERS = "QA_SERVE_WORKERS"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 
 def configure_logging() -> None:
@@ -34,6 +35,7 @@ def configure_logging() -> None:
     if not any(getattr(h, "_qa_api", False) for h in logger.handlers):
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(RequestIdFilter())
         handler._qa_api = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)

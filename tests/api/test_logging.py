@@ -92,3 +92,36 @@ def test_an_unexpected_error_is_logged_with_its_traceback(shared_pipeline: QAPip
         logging.getLogger("qa.api").removeHandler(handler)
     assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in records)
     assert "POST /ask 500" in "\n".join(api_log.lines)
+
+
+def test_every_response_and_log_line_carries_a_request_id(client) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from qa.api.middleware import RequestIdFilter
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("qa.api")
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        mine = client.get("/healthz", headers={"X-Request-ID": "client-req-42"})
+        made = client.get("/healthz")
+        forged = client.get("/healthz", headers={"X-Request-ID": "bad id\twith tab"})
+        missing = client.get("/no-such-page", headers={"X-Request-ID": "r-404"})
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    assert mine.headers["X-Request-ID"] == "client-req-42"
+    assert len(made.headers["X-Request-ID"]) == 32 and forged.headers["X-Request-ID"] != "bad id\twith tab"
+    assert missing.status_code == 404 and missing.headers["X-Request-ID"] == "r-404"
+    ids = {getattr(r, "request_id", None) for r in records
+           if "/healthz" in r.getMessage() or "/no-such" in r.getMessage()}
+    assert {"client-req-42", made.headers["X-Request-ID"], "r-404"} <= ids
