@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa.errors import CorpusError, InvalidQuestion, QAError
+from qa.errors import CorpusError, InvalidQuestion, QAError, UsageError
 
 if TYPE_CHECKING:
     from qa.pipeline import QAPipeline
@@ -68,7 +68,7 @@ def _run(fn: Callable[[], int]) -> int:
 
     try:
         return fn()
-    except (InvalidQuestion, ValueError) as e:
+    except (InvalidQuestion, UsageError, ValidationError) as e:
         if isinstance(e, ValidationError):
             first = e.errors()[0]
             _say(f"error: setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
@@ -110,6 +110,16 @@ def highlight(context: str, start: int, end: int, colour: bool) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _probability(text: str) -> float:
@@ -197,7 +207,8 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ask", description="Answer a question from the articles, with citations.")
     parser.add_argument("question", nargs="+", help="the question (quote it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("-k", "--top-k", type=int, default=None, help="passages the reader sees (default: QA_TOP_K, 3)")
+    parser.add_argument("-k", "--top-k", type=_positive, default=None,
+                        help="passages the reader sees (default: QA_TOP_K, 3)")
     parser.add_argument("--reader", choices=["auto", "transformers", "span"], default=None, help="which reader answers")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="folder of articles (default: QA_CORPUS_DIR, else the one the index was built from, "
@@ -352,7 +363,8 @@ def qa_main(argv: Sequence[str] | None = None) -> int:
 
     s = sub.add_parser("search", help="show retrieved passages with scores")
     s.add_argument("query", nargs="+")
-    s.add_argument("-k", type=int, default=5, help="passages to show")
+    s.add_argument("-k", "--top-k", dest="k", type=_positive, default=None,
+                   help="passages to show (default: QA_TOP_K, 3, as for ask)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--corpus", type=Path, default=None)
     _filter_arguments(s)
@@ -396,7 +408,11 @@ def qa_main(argv: Sequence[str] | None = None) -> int:
     _common(sv)
     sv.set_defaults(func=lambda a: _serve(a))
 
+    sub.add_parser("ask", help="answer a question with citations (the same as the `ask` command)", add_help=False)
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ask"]:
+        return ask_main(argv[1:])
     if argv[:1] == ["train-reader"]:
         # argparse's REMAINDER drops a leading option (``--help``): hand every argument on as is.
         args = argparse.Namespace(func=_cmd_train, train_args=argv[1:])

@@ -47,3 +47,8 @@ class IngestError(QAError):
 
 class Conflict(QAError):
     """The request conflicts with the current state (deleting the index's last article)."""
+
+
+class UsageError(QAError, ValueError):
+    """A command-line argument or option that is not acceptable (exit 2); a plain ValueError
+    from inside the product is an internal error (exit 3)."""

@@ -31,7 +31,7 @@ from qa.answer import assemble, retrieved_articles
 from qa.calibration import RIGHT_F1, expected_calibration_error, risk_coverage
 from qa.corpus import make_article
 from qa.embed import Embedder, make_embedder
-from qa.errors import InvalidQuestion, QAError
+from qa.errors import InvalidQuestion, QAError, UsageError
 from qa.pipeline import QAPipeline, validate_question
 from qa.read import Reader, make_reader, min_confidence_for, resolve_reader_kind
 from qa.settings import Settings
@@ -474,11 +474,11 @@ def _check_args(args: argparse.Namespace) -> None:
     for name, low in (("limit", 1), ("batch_size", 1), ("worst", 0), ("top_k", 1)):
         value = getattr(args, name, None)
         if value is not None and value < low:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+            raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     if args.closed and args.squad is None:
-        raise ValueError("--closed needs --squad (the test set has no per-question paragraph)")
+        raise UsageError("--closed needs --squad (the test set has no per-question paragraph)")
     if args.squad is not None and args.corpus is not None:
-        raise ValueError("--corpus applies to --testset only; a SQuAD file is its own corpus")
+        raise UsageError("--corpus applies to --testset only; a SQuAD file is its own corpus")
 
 
 def _valid_questions(golds: list[GoldQuestion], max_chars: int) -> list[GoldQuestion]:

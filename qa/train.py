@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from qa.errors import UsageError
+
 log = logging.getLogger("qa.train")
 
 CHECKPOINT_DIR = "checkpoint"
@@ -97,7 +99,7 @@ def read_json(path: str | Path) -> Any:
         with opener(path, "rt", encoding="utf-8") as f:
             return json.load(f)
     except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read training data {path} ({type(e).__name__}: {e})") from e
+        raise UsageError(f"cannot read training data {path} ({type(e).__name__}: {e})") from e
 
 
 def load_squad(paths: Sequence[str | Path]) -> list[Article]:
@@ -107,7 +109,7 @@ def load_squad(paths: Sequence[str | Path]) -> list[Article]:
     for path in paths:
         raw = read_json(path)
         if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
-            raise ValueError(f"{path}: no top-level 'data' list (is this SQuAD v1.1/v2.0 JSON?)")
+            raise UsageError(f"{path}: no top-level 'data' list (is this SQuAD v1.1/v2.0 JSON?)")
         for art in raw["data"]:
             title = art["title"]
             article = by_title.setdefault(title, Article(title))
@@ -193,7 +195,7 @@ def split_titles(
     if val_titles:
         missing = sorted(set(val_titles) - set(titles))
         if missing:
-            raise ValueError(f"--val-title not in the data: {missing}")
+            raise UsageError(f"--val-title not in the data: {missing}")
         val = sorted(val_titles)
     else:
         if not 0.0 <= val_fraction < 1.0:

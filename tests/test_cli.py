@@ -184,3 +184,28 @@ def test_ask_answers_from_a_saved_page_a_pdf_and_a_jsonl_archive_with_their_meta
         assert out["answer"] is not None and answer in out["answer"], (question, out)
         c = out["citations"][0]
         assert c["doc_id"] == doc_id and (c["title"], c["date"], c["source"], c["url"]) == meta, c
+
+
+def test_internal_value_errors_are_exit_3_and_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from qa.cli import EXIT_INTERNAL, EXIT_USAGE, _run
+    from qa.errors import UsageError
+
+    def broken() -> int:
+        raise ValueError("an index arithmetic slip")
+
+    def misused() -> int:
+        raise UsageError("--sizes must be comma-separated integers")
+
+    assert _run(broken) == EXIT_INTERNAL and "internal error: ValueError" in capsys.readouterr().err
+    assert _run(misused) == EXIT_USAGE and capsys.readouterr().err.strip() == (
+        "error: --sizes must be comma-separated integers")
+
+
+def test_qa_ask_is_ask_and_k_is_checked(index_dir: Path) -> None:
+    r = _run(["qa", "ask", "--json", "--reader", "span", "Who is Russia's lead negotiator?"], index_dir)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["answer"]
+    r = _run(["qa", "search", "-k", "0", "negotiator"], index_dir)
+    assert r.returncode == 2 and "at least 1" in r.stderr
+    r = _run(["qa", "search", "--json", "negotiator"], index_dir)
+    assert r.returncode == 0 and len(json.loads(r.stdout)) == 3  # QA_TOP_K's default, as for ask

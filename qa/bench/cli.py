@@ -36,6 +36,7 @@ from qa.bench.results import BenchReport, DenseRun, ScaleResult
 from qa.bench.scale import SYNTHETIC_DESCRIPTION, bench_build, scale_one
 from qa.bench.seeds import _COLD_PROBE, ask_command, bench_seeds, measure_cold_start, settings_env
 from qa.embed import Embedder, make_embedder
+from qa.errors import UsageError
 from qa.pipeline import QAPipeline
 from qa.read import Reader, make_reader, reader_model_available, resolve_reader_kind
 from qa.settings import Settings
@@ -84,27 +85,27 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
         try:
             sizes = tuple(int(x) for x in str(args.sizes).split(",") if x.strip())
         except ValueError:
-            raise ValueError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
+            raise UsageError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
     else:
         sizes = QUICK_SIZES if quick else DEFAULT_SIZES
     sizes = tuple(sorted(set(sizes)))
     if any(n < RECALL_AT * 4 for n in sizes):
-        raise ValueError(f"--sizes must each be >= {RECALL_AT * 4}, got {args.sizes}")
+        raise UsageError(f"--sizes must each be >= {RECALL_AT * 4}, got {args.sizes}")
     repeats = args.repeats if args.repeats is not None else (1 if quick else DEFAULT_REPEATS)
     cold = args.cold_runs if args.cold_runs is not None else (1 if quick else COLD_RUNS)
     queries = args.queries if args.queries is not None else (QUICK_QUESTIONS * 5 if quick else SCALE_QUERIES)
     for name, value, low in (("repeats", repeats, 1), ("cold-runs", cold, 0), ("queries", queries, 1),
                              ("save-max", args.save_max, 0)):
         if value < low:
-            raise ValueError(f"--{name} must be >= {low}, got {value}")
+            raise UsageError(f"--{name} must be >= {low}, got {value}")
     ann = tuple(a.strip() for a in str(args.ann).split(",") if a.strip())
     bad = [a for a in ann if a not in ("hnsw", "ivf")]
     if bad:
-        raise ValueError(f"--ann takes hnsw and/or ivf, got {bad[0]!r}")
+        raise UsageError(f"--ann takes hnsw and/or ivf, got {bad[0]!r}")
     skip = frozenset(s.strip() for s in str(args.skip).split(",") if s.strip())
     unknown = skip - {"seeds", "build", "scale", "reader"}
     if unknown:
-        raise ValueError(f"--skip takes seeds, build, scale, reader; got {sorted(unknown)[0]!r}")
+        raise UsageError(f"--skip takes seeds, build, scale, reader; got {sorted(unknown)[0]!r}")
     return BenchPlan(quick=quick, sizes=sizes, repeats=repeats, cold_runs=cold, queries=queries,
                      question_limit=QUICK_QUESTIONS if quick else None,
                      embed_sample=QUICK_EMBED_SAMPLE_CHUNKS if quick else EMBED_SAMPLE_CHUNKS, ann=ann,
