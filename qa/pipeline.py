@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import threading
@@ -116,6 +117,8 @@ class QAPipeline:
         self._write_lock = threading.Lock()  # writes are serialised; questions never wait on it
         self._disk_state: tuple[str, int] | None = None  # (version, journal bytes) the loaded index matches
         self._compaction: threading.Thread | None = None
+        self._sorted_ids: dict[int, list[str]] = {}  # doc ids of one snapshot, sorted (document pages)
+        self._sorted_ids_of: SearchIndex | None = None
 
     # ------------------------------------------------------------ loading
     @property
@@ -386,6 +389,22 @@ class QAPipeline:
         """Articles in the index, by doc_id."""
         idx = self._loaded_index()
         return [idx.articles[d] for d in sorted(idx.articles)]
+
+    def document_page(self, limit: int, after: str | None = None) -> tuple[list[Article], str | None, int]:
+        """Up to ``limit`` articles by doc_id after ``after`` (a cursor: the last id of the previous
+        page), the cursor of the next page (None at the end), and the number of articles. The
+        sorted ids are kept per index snapshot, so a page costs O(limit + log n)."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        idx = self._loaded_index()
+        ids = self._sorted_ids.get(id(idx)) if self._sorted_ids_of is idx else None
+        if ids is None:
+            ids = sorted(idx.articles)
+            self._sorted_ids, self._sorted_ids_of = {id(idx): ids}, idx
+        lo = bisect.bisect_right(ids, after) if after is not None else 0
+        page = ids[lo : lo + limit]
+        more = lo + limit < len(ids)
+        return [idx.articles[d] for d in page], (page[-1] if more and page else None), len(ids)
 
     def document(self, doc_id: str) -> Article:
         """One article; raises DocumentNotFound."""

@@ -138,11 +138,17 @@ async def search_get(
 
 
 # ---------------------------------------------------------------- documents
-@router.get("/documents", response_model=DocumentList, tags=["documents"], responses=_errors(503),
+@router.get("/documents", response_model=DocumentList, tags=["documents"], responses=_errors(422, 503),
             summary="List the articles in the index")
-async def list_documents(service: ServiceDep) -> DocumentList:
-    docs = [DocumentSummary.of(a) for a in service.documents()]
-    return DocumentList(documents=docs, count=len(docs))
+async def list_documents(
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="articles per page", examples=[100])] = 1000,
+    cursor: Annotated[Text | None, Query(description="the next_cursor of the previous page",
+                                         examples=["002_2b81b22c40bf866c"])] = None,
+) -> DocumentList:
+    """Articles by doc_id, a page at a time: follow ``next_cursor`` until it is null."""
+    page, next_cursor, total = await service.document_page(limit, cursor)
+    return DocumentList(documents=[DocumentSummary.of(a) for a in page], count=total, next_cursor=next_cursor)
 
 
 @router.get("/documents/{doc_id:any_text}", response_model=DocumentOut, tags=["documents"],

@@ -292,12 +292,14 @@ class DocumentSummary(BaseModel):
 
 
 class DocumentList(BaseModel):
-    """Every article in the index, by doc_id."""
+    """One page of the articles in the index, by doc_id."""
 
     documents: list[DocumentSummary]
-    count: int
+    count: int = Field(description="articles in the index (all pages)")
+    next_cursor: str | None = Field(default=None, description="pass as ?cursor= for the next page; null on the last")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"documents": [_SUMMARY_EXAMPLE], "count": 1}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"documents": [_SUMMARY_EXAMPLE], "count": 1,
+                                                               "next_cursor": None}]})
 
 
 class DocumentOut(DocumentSummary):

@@ -205,8 +205,9 @@ class Service:
         return await self.run(run)
 
     # ------------------------------------------------------------ documents
-    def documents(self) -> list[Article]:
-        return self.ready_pipeline().documents()
+    async def document_page(self, limit: int, after: str | None) -> tuple[list[Article], str | None, int]:
+        """One page of the article list, off the event loop (a large corpus stalls nothing)."""
+        return await self.run(self.ready_pipeline().document_page, limit, after)
 
     def document(self, doc_id: str) -> Article:
         """One article; 422 for an unsafe doc_id, 404 for an unknown one.

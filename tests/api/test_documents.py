@@ -185,3 +185,22 @@ def test_token_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     s = ApiSettings()
     assert s.api_token is not None and s.api_token.get_secret_value() == "from-env"
     assert s.log_questions is False and "from-env" not in repr(s)
+
+
+def test_the_article_list_comes_in_pages_that_cover_every_article_once(client: TestClient,
+                                                                      shared_pipeline: QAPipeline) -> None:
+    every = [a.doc_id for a in shared_pipeline.documents()]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(len(every) + 1):
+        r = client.get("/documents", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+        assert r.status_code == 200 and r.json()["count"] == len(every)
+        page = [d["doc_id"] for d in r.json()["documents"]]
+        assert 1 <= len(page) <= 2
+        seen += page
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == every
+    assert client.get("/documents", params={"limit": 0}).status_code == 422
+    assert client.get("/documents", params={"cursor": every[-1]}).json()["documents"] == []

@@ -35,9 +35,15 @@ def rss_kib(pid: int) -> int:
 
 
 def listed_ids(server: Server) -> set[str]:
-    r = httpx.get(f"{server.url}/documents", timeout=60)
-    assert r.status_code == 200, r.text
-    return {d["doc_id"] for d in r.json()["documents"]}
+    ids: set[str] = set()
+    cursor: str | None = None
+    while True:
+        r = httpx.get(f"{server.url}/documents", params={"cursor": cursor} if cursor else {}, timeout=60)
+        assert r.status_code == 200, r.text
+        ids |= {d["doc_id"] for d in r.json()["documents"]}
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            return ids
 
 
 @pytest.fixture

@@ -139,9 +139,15 @@
     documentsLoaded = (async () => {
       for (;;) {
         try {
-          const body = await api("/documents");
+          const all = [];
+          let cursor = null;
+          do {  // a page at a time, until the last
+            const body = await api(`/documents?limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+            all.push(...body.documents);
+            cursor = body.next_cursor;
+          } while (cursor);
           documents.clear();
-          for (const d of body.documents) documents.set(d.doc_id, d);
+          for (const d of all) documents.set(d.doc_id, d);
           renderDocuments();
           return;
         } catch (err) {
