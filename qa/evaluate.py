@@ -775,7 +775,7 @@ def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str],
                                  for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)},
         "reliability": reliability_table(probs, right),
         "risk_coverage": risk_coverage(probs, right),
-        "reader_type_weight": settings.reader_type_weight,
+        "reader_type_weight": float(getattr(reader, "type_weight", settings.reader_type_weight)),
     }
     cal = Calibration(a, b, threshold, fitted_on=fitted)
     say(f"Platt fit on {len(golds)} questions: p = sigmoid({a:.4f} x + {b:.4f}); ECE {fitted['ece_in_sample']:.4f} "

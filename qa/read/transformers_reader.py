@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,23 @@ class _Windows:
 
 # The no-answer margin of an uncalibrated model when none is set (tuned for the first reader).
 UNCALIBRATED_MARGIN = 3.0
+METRICS = "metrics.json"  # what training tuned on validation: best_margin, best_type_weight
+
+
+def model_defaults(folder: Path) -> dict[str, float]:
+    """The reader settings tuned for the model in ``folder`` (its ``metrics.json``), which are the
+    defaults of a setting the environment leaves unset: ``no_answer_margin`` (for an uncalibrated
+    model) and ``reader_type_weight``. Empty when the file is missing or unreadable."""
+    try:
+        data = json.loads((folder / METRICS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, float] = {}
+    for key, name in (("best_margin", "no_answer_margin"), ("best_type_weight", "reader_type_weight")):
+        value = data.get(key) if isinstance(data, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[name] = float(value)
+    return out
 
 
 def cpu_has_bf16() -> bool:
@@ -142,8 +160,11 @@ class TransformersReader:
         self.notify = notify
         self.precision = "fp32"  # resolved from settings.reader_precision by load()
         self.calibration: Calibration | None = None  # the model folder's calibration.json, read by load()
+        # The model folder's tuned settings (metrics.json), the defaults of those left unset; read by load().
+        self.model_defaults: dict[str, float] = {}
         # Answer typing re-ranks the n-best; off (no spaCy) when its weight is 0 and none is given.
-        self.typer = typer if typer is not None or settings.reader_type_weight <= 0 else AnswerTyper()
+        explicit_off = "reader_type_weight" in settings.model_fields_set and settings.reader_type_weight <= 0
+        self.typer = typer if typer is not None or explicit_off else AnswerTyper()
 
     def load(self) -> None:
         """Load the tokenizer and model: an ONNX Runtime session on a cached export (``backend``
@@ -164,6 +185,7 @@ class TransformersReader:
             self.calibration = Calibration.load(local) if local.is_dir() else None
         except CalibrationError as exc:
             raise ModelUnavailable(str(exc)) from exc
+        self.model_defaults = model_defaults(local) if local.is_dir() else {}
         if self._use_onnx(local):
             self._load_onnx(local)
             return
@@ -236,11 +258,24 @@ class TransformersReader:
         margin = self.settings.no_answer_margin
         if self.calibration is not None:
             return self.calibration.probability(x - (margin or 0.0))
-        return sigmoid(x - (UNCALIBRATED_MARGIN if margin is None else margin))
+        if margin is None:
+            margin = self.model_defaults.get("no_answer_margin", UNCALIBRATED_MARGIN)
+        return sigmoid(x - margin)
+
+    @property
+    def type_weight(self) -> float:
+        """``QA_READER_TYPE_WEIGHT`` if set, else the weight the model's calibration was fitted
+        with, else the one tuned for the model (metrics.json), else the settings' default."""
+        if "reader_type_weight" in self.settings.model_fields_set:
+            return self.settings.reader_type_weight
+        if self.calibration is not None and isinstance(self.calibration.fitted_on.get("reader_type_weight"),
+                                                       int | float):
+            return float(self.calibration.fitted_on["reader_type_weight"])
+        return self.model_defaults.get("reader_type_weight", self.settings.reader_type_weight)
 
     def read_batch(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]]) -> list[Reading]:
         """Candidate spans, best first, with calibrated scores and a no-answer estimate."""
-        weight = self.settings.reader_type_weight
+        weight = self.type_weight
         norm = self.settings.reader_passage_norm
         readings: list[Reading] = []
         for scored in self.score_batch(questions, hits):

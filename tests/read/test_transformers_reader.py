@@ -287,3 +287,29 @@ def test_a_broken_calibration_file_is_a_clear_error(tiny_model_dir: Path, tmp_pa
     (folder / "calibration.json").write_text("{not json")
     with pytest.raises(ModelUnavailable, match=r"calibration\.json"):
         make_reader(folder)
+
+
+def test_the_model_folders_tuned_settings_are_the_defaults_and_the_environment_overrides(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from qa.read.transformers_reader import UNCALIBRATED_MARGIN, TransformersReader
+    from qa.settings import Settings
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "calibration.json").unlink(missing_ok=True)
+    (folder / "metrics.json").write_text(json.dumps({"best_margin": 1.5, "best_type_weight": 2.0}), encoding="utf-8")
+    plain = TransformersReader(Settings(reader_model=str(folder), backend="torch"))
+    plain.load()
+    assert plain.type_weight == 2.0 and plain.confidence(1.5) == 0.5  # the model's margin, not the default 3
+    told = TransformersReader(Settings(reader_model=str(folder), backend="torch", reader_type_weight=0.5,
+                                       no_answer_margin=0.0))
+    told.load()
+    assert told.type_weight == 0.5 and told.confidence(0.0) == 0.5
+    (folder / "metrics.json").unlink()
+    bare = TransformersReader(Settings(reader_model=str(folder), backend="torch"))
+    bare.load()
+    assert bare.type_weight == Settings().reader_type_weight and bare.confidence(UNCALIBRATED_MARGIN) == 0.5
