@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from qa.answer import assemble, retrieved_articles
-from qa.calibration import RIGHT_F1, expected_calibration_error, risk_coverage
+from qa.calibration import RIGHT_F1, expected_calibration_error, risk_coverage, sigmoid
 from qa.corpus import make_article
 from qa.embed import Embedder, make_embedder
 from qa.errors import InvalidQuestion, QAError, UsageError
@@ -761,7 +761,7 @@ def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str],
                 if f == k:
                     cross[i] = Calibration(ak, bk, 0.0).probability(xs[i])
     threshold, f1_at = best_threshold(probs, f1s, answerable)
-    uncal = [1.0 / (1.0 + math.exp(-x)) for x in xs]
+    uncal = [sigmoid(x) for x in xs]
     fitted = {
         "data": str(args.squad), "questions": len(golds), "answerable": sum(answerable),
         "mode": "open (retrieval over every paragraph of the file)",

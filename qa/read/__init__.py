@@ -40,13 +40,16 @@ def min_confidence_for(settings: Settings, reader: object) -> float:
     return float(default) if default is not None else UNCALIBRATED_MIN_CONFIDENCE
 
 
-def _looks_like_path(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
+def looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id (``org/name``): absolute, relative (``./``, ``~``),
+    deeper than ``org/name``, with a backslash, or an existing file or folder."""
+    return (Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
+            or Path(name).expanduser().exists())
 
 
 def reader_model_available(model: str) -> bool:
     """True if ``model`` is a local folder holding a model; a hub id is tried at load time."""
-    if _looks_like_path(model):
+    if looks_like_path(model):
         return (Path(model).expanduser() / "config.json").is_file()
     return True
 

@@ -24,15 +24,16 @@ from typing import Any
 import numpy as np
 
 from qa.calibration import Calibration, CalibrationError, sigmoid
+from qa.chunk import sentence_around
 from qa.errors import ModelUnavailable
 from qa.ort import cpu_has_native_bf16, onnx_available
+from qa.read import looks_like_path
 from qa.read.answer_types import AnswerTyper
 from qa.settings import Settings
 from qa.types import Chunk, Hit, Reading, Span
 
 # Display window around a span (characters); context is for people, not for scoring.
 CONTEXT_CHARS = 300
-_SENTENCE_END = ".!?"
 
 
 @dataclass(frozen=True)
@@ -110,27 +111,11 @@ def resolve_precision(setting: str) -> str:
     return setting
 
 
-def _looks_like_path(name: str) -> bool:
-    """A local path rather than a hub id (``org/name``)."""
-    return Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
-
 
 def sentence_window(text: str, start: int, end: int, cap: int = CONTEXT_CHARS) -> str:
-    """The sentence(s) of ``text`` around ``text[start:end]``, at most ``cap`` characters."""
-    lo = start
-    while lo > 0:
-        ch = text[lo - 1]
-        if ch == "\n" or (ch in _SENTENCE_END and (lo >= len(text) or text[lo].isspace())):
-            break
-        lo -= 1
-    hi = end
-    while hi < len(text):
-        ch = text[hi]
-        if ch == "\n":
-            break
-        hi += 1
-        if ch in _SENTENCE_END and (hi >= len(text) or text[hi].isspace()):
-            break
+    """The sentence(s) of ``text`` around ``text[start:end]`` (as citations cut them,
+    :func:`qa.chunk.sentence_around`), at most ``cap`` characters."""
+    lo, hi = sentence_around(text, start, end)
     if hi - lo > cap:
         room = max(0, cap - (end - start))
         lo = max(lo, start - room // 2)
@@ -179,7 +164,7 @@ class TransformersReader:
         if local.exists():
             if not (local / "config.json").is_file():
                 raise ModelUnavailable(f"reader model folder {local} has no config.json; {hint}")
-        elif _looks_like_path(name):
+        elif looks_like_path(name):
             raise ModelUnavailable(f"reader model folder {local} does not exist; {hint}")
         try:
             self.calibration = Calibration.load(local) if local.is_dir() else None
