@@ -52,3 +52,7 @@ class Conflict(QAError):
 class UsageError(QAError, ValueError):
     """A command-line argument or option that is not acceptable (exit 2); a plain ValueError
     from inside the product is an internal error (exit 3)."""
+
+
+class PreconditionFailed(QAError):
+    """A write's If-Match does not name the article's current version (its sha256)."""

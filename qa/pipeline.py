@@ -37,6 +37,7 @@ from qa.errors import (
     IndexStale,
     InvalidDocument,
     InvalidQuestion,
+    PreconditionFailed,
 )
 from qa.index import (
     SearchIndex,
@@ -60,6 +61,26 @@ from qa.settings import Settings
 from qa.types import Answer, Article, Filters, Hit
 
 log = logging.getLogger(__name__)
+
+
+def check_if_match(article: Article | None, doc_id: str, if_match: str | None) -> None:
+    """Refuse a write whose ``If-Match`` (the sha256 the writer last saw, or ``*``: it must exist)
+    does not fit the article as stored now, so the last writer does not silently win.
+
+    Raises:
+        PreconditionFailed: it does not fit.
+    """
+    if if_match is None:
+        return
+    wanted = {t.strip().removeprefix("W/").strip('"') for t in if_match.split(",") if t.strip()}
+    if "*" in wanted and article is not None:
+        return
+    if article is None:
+        raise PreconditionFailed(f"If-Match {if_match!r}: there is no article {doc_id!r} (it was deleted, or never "
+                                 "written)")
+    if article.sha256 not in wanted:
+        raise PreconditionFailed(f"If-Match {if_match!r}: article {doc_id!r} has changed (its sha256 is now "
+                                 f"{article.sha256}); read it again and retry")
 
 
 def make_filters(since: str | None = None, until: str | None = None, source: str | None = None,
@@ -422,7 +443,8 @@ class QAPipeline:
             self.set_index(current)
         return current
 
-    def add_document(self, doc_id: str, text: str, title: str | None = None) -> tuple[Article, bool]:
+    def add_document(self, doc_id: str, text: str, title: str | None = None,
+                     if_match: str | None = None) -> tuple[Article, bool]:
         """Add or replace an article: durable file write first, then one journal record.
 
         Returns the stored article and whether it replaced an existing one. Questions asked
@@ -434,10 +456,10 @@ class QAPipeline:
         if len(stored) > s.max_document_chars:
             raise InvalidDocument(f"title and text have {len(stored)} characters; the limit is {s.max_document_chars}")
         article, replaced, _ = self._put(doc_id, lambda: write_article(self.corpus_dir, doc_id, stored),
-                                         lambda path: make_article(doc_id, stored, str(path)))
+                                         lambda path: make_article(doc_id, stored, str(path)), if_match=if_match)
         return article, replaced
 
-    def add_converted(self, doc_id: str, doc: Document) -> tuple[Article, bool, bool]:
+    def add_converted(self, doc_id: str, doc: Document, if_match: str | None = None) -> tuple[Article, bool, bool]:
         """Add or replace an article converted from a page, a PDF, a record or a URL
         (:mod:`qa.ingest`), stored as ``<doc_id>.json`` with its metadata.
 
@@ -450,14 +472,16 @@ class QAPipeline:
         if doc.title is not None:
             doc.title = validate_title(doc.title[: s.max_title_chars], s.max_title_chars)
         return self._put(doc_id, lambda: write_record_file(self.corpus_dir, doc_id, doc),
-                         lambda path: make_article(doc_id, doc.text, str(path), doc), unless_sha256=doc.sha256)
+                         lambda path: make_article(doc_id, doc.text, str(path), doc), unless_sha256=doc.sha256,
+                         if_match=if_match)
 
     def _put(self, doc_id: str, write_file: Callable[[], Path], make: Callable[[Path], Article],
-             unless_sha256: str | None = None) -> tuple[Article, bool, bool]:
+             unless_sha256: str | None = None, if_match: str | None = None) -> tuple[Article, bool, bool]:
         s = self.settings
         with self._writing(f"writing article {doc_id!r}"):
             current = self._writable_index()
             replaced = doc_id in current.articles
+            check_if_match(current.articles.get(doc_id), doc_id, if_match)
             if replaced and unless_sha256 is not None and current.articles[doc_id].sha256 == unless_sha256:
                 return current.articles[doc_id], True, True
             # A failed journal append (a full disk) puts the old file back and leaves no record:

@@ -29,6 +29,7 @@ from qa.errors import (
     InvalidDocument,
     InvalidQuestion,
     ModelUnavailable,
+    PreconditionFailed,
     QAError,
 )
 
@@ -63,6 +64,7 @@ _CLIENT_ERRORS: list[tuple[type[QAError], int, str]] = [
     (DocumentNotFound, 404, "document_not_found"),
     (IngestError, 422, "not_ingestible"),
     (Conflict, 409, "conflict"),
+    (PreconditionFailed, 412, "precondition_failed"),
 ]
 # Domain errors about the server's own state: their messages name server paths, so they stay in the log.
 _SERVER_ERRORS = (IndexMissing, IndexStale, IndexCorrupt, CorpusError, ModelUnavailable)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.convertors import Convertor, register_url_convertor
@@ -20,6 +20,7 @@ from qa.api.schemas import (
     DocumentIn,
     DocumentList,
     DocumentOut,
+    DocumentPut,
     DocumentSummary,
     DocumentWritten,
     ErrorOut,
@@ -77,6 +78,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "writes are disabled (no QA_API_TOKEN on a public bind, or several workers)",
         404: "no article with that doc_id",
         409: "the last article of the index cannot be deleted",
+        412: "If-Match does not name the article's current sha256",
         413: "the body or the article text is over its limit",
         422: "invalid input (empty or over-long question, top_k out of range, unknown reader, bad doc_id, a date "
              "that is not one, ...), or a page or URL that holds no article (not_ingestible)",
@@ -85,6 +87,9 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
     return {s: {"model": ErrorOut, "description": descriptions[s]} for s in statuses}
 
+
+_IF_MATCH = ("write only if the article is still this version: its sha256 (the ETag of GET /documents/{doc_id}), "
+             "or * for 'it must exist'; 412 otherwise")
 
 # ---------------------------------------------------------------- questions
 def _filters(f: FiltersIn | None) -> Filters | None:
@@ -153,25 +158,45 @@ async def list_documents(
 
 @router.get("/documents/{doc_id:any_text}", response_model=DocumentOut, tags=["documents"],
             responses=_errors(404, 422, 503), summary="One article with its exact text")
-async def get_document(doc_id: str, service: ServiceDep) -> DocumentOut:
-    """Citation offsets index into ``text``."""
-    return DocumentOut.of(service.document(doc_id))
+async def get_document(doc_id: str, service: ServiceDep, response: Response) -> DocumentOut:
+    """Citation offsets index into ``text``; the ETag is the article's sha256 (for If-Match)."""
+    article = service.document(doc_id)
+    response.headers["ETag"] = f'"{article.sha256}"'
+    return DocumentOut.of(article)
 
 
 @router.post("/documents", response_model=DocumentWritten, status_code=201, tags=["documents"],
              dependencies=[Depends(require_writer)],
              responses={200: {"model": DocumentWritten, "description": "an existing article was replaced"},
-                        **_errors(400, 401, 403, 413, 422, 503, 507)},
+                        **_errors(400, 401, 403, 412, 413, 422, 503, 507)},
              summary="Add an article (201) or replace one (200)")
-async def add_document(body: DocumentIn, service: ServiceDep, response: Response) -> DocumentWritten:
+async def add_document(body: DocumentIn, service: ServiceDep, response: Response,
+                       if_match: Annotated[str | None, Header(description=_IF_MATCH)] = None) -> DocumentWritten:
     """The article is on disk (fsynced) before this answers, and searchable in the index."""
+    return await _write(body.doc_id, body, service, response, if_match)
+
+
+@router.put("/documents/{doc_id:any_text}", response_model=DocumentWritten, status_code=201, tags=["documents"],
+            dependencies=[Depends(require_writer)],
+            responses={200: {"model": DocumentWritten, "description": "an existing article was replaced"},
+                       **_errors(400, 401, 403, 412, 413, 422, 503, 507)},
+            summary="Write the article at this doc_id (idempotent)")
+async def put_document(doc_id: str, body: DocumentPut, service: ServiceDep, response: Response,
+                       if_match: Annotated[str | None, Header(description=_IF_MATCH)] = None) -> DocumentWritten:
+    """The same write as POST at a known id: sending it twice leaves one article, as after once."""
+    return await _write(doc_id, body, service, response, if_match)
+
+
+async def _write(doc_id: str, body: DocumentPut, service: Service, response: Response,
+                 if_match: str | None) -> DocumentWritten:
     meta = {"title": body.title, "date": body.date, "source": body.source, "url": body.url, "author": body.author}
     if body.text is not None and body.html is None and all(v is None for k, v in meta.items() if k != "title"):
-        article, replaced = await service.add_document(body.doc_id, body.text, body.title)
+        article, replaced = await service.add_document(doc_id, body.text, body.title, if_match)
     else:
-        article, replaced = await service.add_converted(body.doc_id, body.text, body.html, meta)
+        article, replaced = await service.add_converted(doc_id, body.text, body.html, meta, if_match)
     if replaced:
         response.status_code = 200
+    response.headers["ETag"] = f'"{article.sha256}"'
     documents, chunks = service.counts()
     return DocumentWritten(doc_id=article.doc_id, title=article.title, date=article.date, source=article.source,
                            url=article.url, author=article.author, chars=len(article.text), sha256=article.sha256,

@@ -112,11 +112,10 @@ class AskBatchRequest(_Request):
     )
 
 
-class DocumentIn(_Request):
-    """An article to add, or to replace when ``doc_id`` exists: its ``text``, or a news page's
-    ``html`` (its main text is extracted), or only a ``url`` to fetch (a page or a PDF)."""
+class DocumentPut(_Request):
+    """The article for PUT /documents/{doc_id}: its ``text``, or a news page's ``html``, or only a
+    ``url`` to fetch, with optional metadata."""
 
-    doc_id: Text = Field(description="letters, digits, '.', '-' and '_'; no path separators or '..'")
     text: Text | None = Field(default=None, description="the article text, kept exactly; at most "
                               "QA_MAX_DOCUMENT_CHARS characters")
     html: Text | None = Field(default=None, description="a news page instead of text: its main text and metadata "
@@ -128,6 +127,25 @@ class DocumentIn(_Request):
     url: Text | None = Field(default=None, description="where it was published; alone (no text or html): the "
                              "address to fetch it from")
     author: Text | None = Field(default=None, description="the author")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Zanzibar summit opens",
+                    "text": "The Zanzibar summit opened on 3 March 2031 in Stone Town, the negotiators said.",
+                }
+            ]
+        }
+    )
+
+
+
+class DocumentIn(DocumentPut):
+    """An article to add, or to replace when ``doc_id`` exists: its ``text``, or a news page's
+    ``html`` (its main text is extracted), or only a ``url`` to fetch (a page or a PDF)."""
+
+    doc_id: Text = Field(description="letters, digits, '.', '-' and '_'; no path separators or '..'")
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -230,7 +230,8 @@ class Service:
     def authorize_write(self, credentials: str | None) -> None:
         check_write_access(credentials, self.api.api_token, self.bind_host, self.workers)
 
-    async def add_document(self, doc_id: str, text: str, title: str | None) -> tuple[Article, bool]:
+    async def add_document(self, doc_id: str, text: str, title: str | None,
+                           if_match: str | None = None) -> tuple[Article, bool]:
         pipeline = self.ready_pipeline()
         limit = self.settings.max_document_chars
         # 413 here (the core's own check is a plain InvalidDocument); the title counts: it is stored as a first line
@@ -238,10 +239,10 @@ class Service:
         if size > limit:
             raise ApiError(413, "document_too_large",
                            f"the title and text have {size} characters; the limit is {limit} (QA_MAX_DOCUMENT_CHARS)")
-        return await self.run(pipeline.add_document, doc_id, text, title, write=True)
+        return await self.run(pipeline.add_document, doc_id, text, title, if_match, write=True)
 
     async def add_converted(self, doc_id: str, text: str | None, html: str | None,
-                            meta: dict[str, str | None]) -> tuple[Article, bool]:
+                            meta: dict[str, str | None], if_match: str | None = None) -> tuple[Article, bool]:
         """An article from ``text`` with metadata, a page's ``html``, or a ``url`` to fetch."""
         pipeline = self.ready_pipeline()
         if text is not None and html is not None:
@@ -256,7 +257,7 @@ class Service:
 
         def convert_and_add() -> tuple[Article, bool]:
             doc = ingest_one(text, html, meta, self.settings.max_document_chars)
-            article, replaced, _ = pipeline.add_converted(doc_id, doc)
+            article, replaced, _ = pipeline.add_converted(doc_id, doc, if_match)
             return article, replaced
 
         return await self.run(convert_and_add, write=True)

@@ -204,3 +204,28 @@ def test_the_article_list_comes_in_pages_that_cover_every_article_once(client: T
     assert seen == every
     assert client.get("/documents", params={"limit": 0}).status_code == 422
     assert client.get("/documents", params={"cursor": every[-1]}).json()["documents"] == []
+
+
+def test_put_is_idempotent_and_if_match_stops_a_lost_update(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.api.conftest import make_pipeline
+
+    p = make_pipeline(tmp_path)
+    with make_client(p) as c:
+        body = {"text": "The Zanzibar summit opened on 3 March 2031.", "title": "Zanzibar summit"}
+        first = c.put("/documents/zanzibar", json=body)
+        assert first.status_code == 201, first.text
+        etag = first.headers["ETag"]
+        assert etag == f'"{first.json()["sha256"]}"' == c.get("/documents/zanzibar").headers["ETag"]
+        again = c.put("/documents/zanzibar", json=body)
+        assert again.status_code == 200 and again.json()["sha256"] == first.json()["sha256"]
+        assert again.json()["documents"] == first.json()["documents"]  # one article, as after one PUT
+        # a writer who read version 1 updates it; a second writer who also read version 1 is refused
+        ok = c.put("/documents/zanzibar", json={"text": "Moved to 4 March 2031."}, headers={"If-Match": etag})
+        assert ok.status_code == 200
+        late = c.put("/documents/zanzibar", json={"text": "Moved to 5 March 2031."}, headers={"If-Match": etag})
+        assert late.status_code == 412 and late.json()["error"]["code"] == "precondition_failed"
+        assert "4 March" in p.document("zanzibar").text  # the refused write changed nothing
+        assert c.post("/documents", json={"doc_id": "nobody", "text": "x y z"},
+                      headers={"If-Match": "*"}).status_code == 412  # '*': it must exist
+        assert c.put("/documents/zanzibar", json={"text": "Final."}, headers={"If-Match": "*"}).status_code == 200
+        assert c.put("/documents/zanzibar", json={"doc_id": "x", "text": "y"}).status_code == 422  # no doc_id in body

@@ -11,7 +11,8 @@ from qa.settings import Settings
 
 ENDPOINTS = {("post", "/ask"), ("get", "/ask"), ("post", "/ask/batch"), ("get", "/documents"),
              ("get", "/documents/{doc_id}"), ("post", "/documents"), ("delete", "/documents/{doc_id}"),
-             ("get", "/healthz"), ("get", "/readyz"), ("post", "/search"), ("get", "/search")}
+             ("get", "/healthz"), ("get", "/readyz"), ("post", "/search"), ("get", "/search"),
+             ("put", "/documents/{doc_id}")}
 
 
 def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
