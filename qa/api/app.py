@@ -80,6 +80,13 @@ def create_app(
     _add_page(app)
     _add_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=api.max_body_bytes)
+    if api.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=api.cors_origins,
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
+                           expose_headers=["ETag", "Retry-After", "X-Request-ID"])
     app.add_middleware(AccessLogMiddleware)  # added last: outermost, so it sees every answer
     return app
 

@@ -40,6 +40,11 @@ class ApiSettings(BaseSettings):
         default=30.0, ge=0.0, description="longest a write waits for its turn (writes run one at a time) before a 503 "
         "(with Retry-After); a refused write changed nothing"
     )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins a browser may call the API from "
+        "(QA_CORS_ORIGINS='[\"https://a.example\"]'); none by default: the page is served from the API's own origin")
+    root_path: str = Field(default="", description="the path prefix a reverse proxy serves the API under ('/qa'), "
+                           "given to uvicorn: the OpenAPI document and /docs carry it")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 busy and not-ready answers")
 
     @field_validator("api_token")

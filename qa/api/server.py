@@ -78,7 +78,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     app = create_app(settings, api_settings=api, bind_host=host, workers=1, on_loaded=on_loaded)
     # access_log off: uvicorn's own line would carry the query string (GET /ask?q=...)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning",
-                                           lifespan="on"))
+                                           lifespan="on", root_path=api.root_path.rstrip("/")))
     server.run()
     if failed:
         print(f"error: cannot start: {failed[0]}", file=sys.stderr, flush=True)
@@ -99,7 +99,7 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> in
     os.environ[ENV_WORKERS] = str(workers)
     print(f"starting {workers} workers on {_url(host, port)} (read-only; each says when it is ready)", flush=True)
     uvicorn.run("qa.api.server:app_factory", factory=True, host=host, port=port, workers=workers,
-                access_log=False, log_level="warning", lifespan="on")
+                access_log=False, log_level="warning", lifespan="on", root_path=ApiSettings().root_path.rstrip("/"))
     return 0
 
 

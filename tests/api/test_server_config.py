@@ -47,3 +47,17 @@ def test_app_factory_rebuilds_the_settings_from_the_environment(
                                                 ("::", False), ("10.0.0.1", False), ("myhost", False), ("", False)])
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_cors_origins_are_a_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.api.conftest import api_settings, make_client, make_pipeline
+
+    p = make_pipeline(tmp_path)
+    api = api_settings().model_copy(update={"cors_origins": ["https://news.example"]})
+    with make_client(p, api) as c:
+        r = c.options("/ask", headers={"Origin": "https://news.example", "Access-Control-Request-Method": "POST"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://news.example"
+        other = c.get("/healthz", headers={"Origin": "https://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers
+    with make_client(p) as c:  # the default: no cross-origin access
+        assert "access-control-allow-origin" not in c.get("/healthz", headers={"Origin": "https://news.example"}).headers
