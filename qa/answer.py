@@ -8,7 +8,7 @@ from qa.chunk import sentence_around
 from qa.dates import resolve as resolve_date
 from qa.read.answer_types import HOW_LONG, expected_types
 from qa.squad_metrics import normalize_answer
-from qa.types import Answer, Article, Citation, Hit, Reading, Span
+from qa.types import Alternative, Answer, Article, Citation, Hit, Reading, Span
 
 
 def assemble(
@@ -18,12 +18,14 @@ def assemble(
     articles: Mapping[str, Article],
     min_confidence: float,
     max_citations: int,
+    n_best: int = 1,
 ) -> Answer:
     """Turn a reader's spans into one cited answer, or ``text=None`` below the threshold.
 
     Spans whose normalised text is equal (``"the 2nd of June"`` and ``"2nd of June"``) are one
     answer; its citations list every supporting span, best first, and ``citations[0].text`` is
-    the answer as written there.
+    the answer as written there. With ``n_best`` > 1, ``alternatives`` holds the best ``n_best``
+    answers (the first is the answer itself when it is given), each cited, whatever their score.
     """
     retrieved = retrieved_articles(hits)
     groups: dict[str, list[Span]] = {}
@@ -33,17 +35,27 @@ def assemble(
             groups.setdefault(key, []).append(sp)
     if not groups:
         return Answer(question, None, 0.0, [], retrieved, list(hits))
-    ranked = sorted(groups.values(), key=lambda g: (-max(s.score for s in g), -len(g)))
-    best = sorted(ranked[0], key=lambda s: (-s.score, s.doc_id, s.start))
+    ranked = [sorted(g, key=lambda s: (-s.score, s.doc_id, s.start))
+              for g in sorted(groups.values(), key=lambda g: (-max(s.score for s in g), -len(g)))]
+    wanted = expected_types(question)
+    asks_date = wanted is not None and "DATE" in wanted and not HOW_LONG.search(question.lower())
+    alternatives = [Alternative(g[0].text, g[0].score, _citations(g, articles, max_citations, asks_date))
+                    for g in ranked[:n_best]] if n_best > 1 else []
+    best = ranked[0]
     score = best[0].score
     if score < min_confidence:
         return Answer(question, None, score, [], retrieved, list(hits), candidate=best[0],
-                      min_confidence=min_confidence)
+                      min_confidence=min_confidence, alternatives=alternatives)
+    return Answer(question, best[0].text, score, _citations(best, articles, max_citations, asks_date), retrieved,
+                  list(hits), min_confidence=min_confidence, alternatives=alternatives)
+
+
+def _citations(spans: list[Span], articles: Mapping[str, Article], max_citations: int,
+               asks_date: bool) -> list[Citation]:
+    """The citations of one answer's spans (best first), an overlapping span of a place cited once."""
     seen: set[tuple[str, int, int]] = set()
     citations = []
-    wanted = expected_types(question)
-    asks_date = wanted is not None and "DATE" in wanted and not HOW_LONG.search(question.lower())
-    for s in best:
+    for s in spans:
         if any(d == s.doc_id and s.start < e and b < s.end for d, b, e in seen):
             continue  # an overlapping span of the same place ("Medinsky" / "Medinsky,") is one citation
         seen.add((s.doc_id, s.start, s.end))
@@ -62,7 +74,7 @@ def assemble(
             citations.append(Citation(s.doc_id, s.start, s.end, s.text, s.context, s.start))
         if len(citations) >= max_citations:
             break
-    return Answer(question, best[0].text, score, citations, retrieved, list(hits), min_confidence=min_confidence)
+    return citations
 
 
 def retrieved_articles(hits: Sequence[Hit]) -> list[str]:

@@ -150,6 +150,7 @@ def format_answer(answer: Answer, colour: bool) -> str:
                 snippet = _one_line(h.chunk.text)
                 lines.append(f"  {h.chunk.doc_id} [{h.chunk.start}:{h.chunk.end}] (score {h.score:.3f})")
                 lines.append(f"      {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
+        lines.extend(_alternatives(answer))
         return "\n".join(lines)
     bold = ("\x1b[1m", "\x1b[0m") if colour else ("", "")
     when = resolved_label(answer.citations[0]) if answer.citations else None
@@ -163,7 +164,18 @@ def format_answer(answer: Answer, colour: bool) -> str:
         if c.url:
             lines.append(f"      {c.url}")
         lines.append(f"      {_one_line(ctx)}")
+    lines.extend(_alternatives(answer))
     return "\n".join(lines)
+
+
+def _alternatives(answer: Answer) -> list[str]:
+    if not answer.alternatives:
+        return []
+    out = [f"The {len(answer.alternatives)} best answers:"]
+    for i, a in enumerate(answer.alternatives, 1):
+        where = f"{a.citations[0].doc_id} [{a.citations[0].start}:{a.citations[0].end}]" if a.citations else ""
+        out.append(f"  {i}. {_one_line(a.text)}  (probability {a.score:.2f})  {where}")
+    return out
 
 
 def resolved_label(c: Citation) -> str | None:
@@ -219,6 +231,8 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
         help="withhold answers less likely than P to be right (0..1; default: QA_MIN_CONFIDENCE, else the "
         "reader's calibrated default)",
     )
+    parser.add_argument("--n-best", type=_positive, default=1, metavar="N",
+                        help="also list the N best answers with their probabilities")
     _filter_arguments(parser)
     args = parser.parse_args(argv)
     _quiet_libraries()
@@ -232,7 +246,7 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
             # One question per process: start-up is the whole wait, so no torch import (see Settings).
             settings = settings.model_copy(update={"fast_start": True})
         question = validate_question(" ".join(args.question), settings.max_question_chars)
-        answer = _load_pipeline(settings, args.corpus).ask(question, filters=filters)
+        answer = _load_pipeline(settings, args.corpus).ask(question, filters=filters, n_best=args.n_best)
         if args.json:
             print(json.dumps(answer.to_dict(), ensure_ascii=False))
         else:

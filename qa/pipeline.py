@@ -357,7 +357,7 @@ class QAPipeline:
         return self.retriever.retrieve(q, k if k is not None else self.settings.top_k, filters)
 
     def ask_batch(self, questions: list[str], top_k: int | None = None, reader: str | None = None,
-                  filters: Filters | None = None) -> list[Answer]:
+                  filters: Filters | None = None, n_best: int = 1) -> list[Answer]:
         """Answers to ``questions``, in order; retrieval and reading are batched. With
         ``filters``, only the articles they let through are retrieved and cited."""
         if self.retriever is None:
@@ -378,7 +378,7 @@ class QAPipeline:
         t4 = time.perf_counter()
         answers = [
             assemble(q, r, h, retriever.index.articles, min_confidence_for(self.settings, reader_obj),
-                     self.settings.max_citations)
+                     self.settings.max_citations, n_best)
             for q, r, h in zip(qs, readings, hits, strict=True)
         ]
         t5 = time.perf_counter()
@@ -396,9 +396,10 @@ class QAPipeline:
         return answers
 
     def ask(self, question: str, top_k: int | None = None, reader: str | None = None,
-            filters: Filters | None = None) -> Answer:
-        """The cited answer to one question (``text`` None when the articles do not answer it)."""
-        return self.ask_batch([question], top_k, reader, filters)[0]
+            filters: Filters | None = None, n_best: int = 1) -> Answer:
+        """The cited answer to one question (``text`` None when the articles do not answer it);
+        with ``n_best`` > 1, also the best ``n_best`` answers in ``alternatives``."""
+        return self.ask_batch([question], top_k, reader, filters, n_best)[0]
 
     # ------------------------------------------------------------ documents
     def _loaded_index(self) -> SearchIndex:

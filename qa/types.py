@@ -123,6 +123,15 @@ class Citation:
         return out
 
 
+@dataclass(frozen=True)
+class Alternative:
+    """One of the n best answers: its text, its probability of being right, its citations."""
+
+    text: str
+    score: float
+    citations: list[Citation]
+
+
 @dataclass
 class Answer:
     """The answer to one question: ``text`` is None when the articles do not answer it."""
@@ -140,6 +149,8 @@ class Answer:
     min_confidence: float | None = None
     # Per-question milliseconds by stage (embed, retrieve, read, assemble); not part of the JSON.
     timings: dict[str, float] = field(default_factory=dict)
+    # The n best answers when more than one was asked for (the first is the answer when one is given).
+    alternatives: list[Alternative] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         """The JSON answer object shared by ``ask --json``, the API and ``qa eval``."""
@@ -155,6 +166,11 @@ class Answer:
             },
             "min_confidence": None if self.min_confidence is None else round(float(self.min_confidence), 4),
             "latency_ms": round(float(self.latency_ms), 2),
+            "n_best": [{"answer": a.text, "score": round(float(a.score), 4),
+                        "citations": [c.to_dict() for c in a.citations]} for a in self.alternatives]
+            if self.alternatives else None,
+            "passages": [{"doc_id": h.chunk.doc_id, "start": h.chunk.start, "end": h.chunk.end, "text": h.chunk.text,
+                          "score": round(float(h.score), 4)} for h in self.passages] if self.text is None else None,
         }
 
 

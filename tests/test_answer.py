@@ -73,3 +73,18 @@ def test_context_offsets_place_the_answer_that_was_cited_when_the_sentence_holds
     assert c["context"][c["context_start"] : c["context_end"]] == "Kyiv"
     assert c["context"].find("Kyiv") < c["context_start"]  # the second "Kyiv", not the first
     assert art.text[c["start"] : c["end"]] == "Kyiv"
+
+
+def test_n_best_lists_the_best_answers_each_cited_and_a_withheld_answer_lists_its_passages() -> None:
+    r = Reading([_span(A, "June 2", 0.7), _span(B, "June 2", 0.9), _span(A, "Istanbul", 0.8)], 0.1)
+    ans = assemble("When?", r, _hits(), ARTS, 0.5, 5, n_best=3)
+    assert [(a.text, a.score) for a in ans.alternatives] == [("June 2", 0.9), ("Istanbul", 0.8)]
+    assert ans.alternatives[0].citations == ans.citations
+    alt = ans.to_dict()["n_best"][1]  # type: ignore[index]
+    cite = alt["citations"][0]
+    assert alt["answer"] == "Istanbul" and A.text[cite["start"] : cite["end"]] == "Istanbul"
+    assert assemble("When?", r, _hits(), ARTS, 0.5, 5).to_dict()["n_best"] is None
+    withheld = assemble("When?", r, _hits(), ARTS, 0.95, 5, n_best=2).to_dict()
+    assert withheld["answer"] is None and [a["answer"] for a in withheld["n_best"]] == ["June 2", "Istanbul"]  # type: ignore[index]
+    assert [p["doc_id"] for p in withheld["passages"]] == ["a", "b"]  # type: ignore[index]
+    assert ans.to_dict()["passages"] is None

@@ -46,7 +46,7 @@ def test_ask_json_schema_and_offsets(index_dir: Path) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)  # exactly one JSON object
     assert set(out) == {"question", "answer", "score", "citations", "retrieved", "best_candidate", "min_confidence",
-                        "latency_ms"}
+                        "latency_ms", "n_best", "passages"}
     assert out["best_candidate"] is None and out["min_confidence"] == 0.5  # the span reader is uncalibrated
     assert isinstance(out["score"], float) and isinstance(out["latency_ms"], float)
     assert out["answer"] and out["citations"][0]["text"] == out["answer"]

@@ -101,7 +101,8 @@ def _filters(f: FiltersIn | None) -> Filters | None:
              summary="Answer one question with citations")
 async def ask(body: AskRequest, service: ServiceDep) -> AnswerOut:
     """The same JSON object as ``ask --json``; ``answer`` is null when the articles do not answer."""
-    return AnswerOut.of(await service.ask(body.question, body.top_k, body.reader, _filters(body.filters)))
+    return AnswerOut.of(await service.ask(body.question, body.top_k, body.reader, _filters(body.filters),
+                                          body.n_best))
 
 
 @router.get("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(422, 503),

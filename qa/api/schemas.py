@@ -81,9 +81,12 @@ class AskRequest(_Request):
     top_k: StrictInt | None = Field(default=None, ge=TOP_K_MIN, le=TOP_K_MAX, description=_TOP_K_DESC)
     reader: ReaderName | None = Field(default=None, description=_READER_DESC)
     filters: FiltersIn | None = Field(default=None, description="answer only from these articles")
+    n_best: StrictInt = Field(default=1, ge=1, le=10, description="with more than 1: the best n answers too, each "
+                              "with its probability and citations, in n_best")
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"question": _QUESTION}, {"question": _QUESTION, "top_k": 3, "reader": "span"}]}
+        json_schema_extra={"examples": [{"question": _QUESTION}, {"question": _QUESTION, "top_k": 3, "reader": "span"},
+                                        {"question": _QUESTION, "n_best": 3}]}
     )
 
 
@@ -244,6 +247,24 @@ class CandidateOut(BaseModel):
     score: float = Field(description="the probability that this candidate is right")
 
 
+class AlternativeOut(BaseModel):
+    """One of the n best answers."""
+
+    answer: str
+    score: float = Field(description="the probability that this answer is right")
+    citations: list[CitationOut]
+
+
+class PassageReadOut(BaseModel):
+    """A passage the reader read, on an answer withheld: ``article.text[start:end] == text``."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    score: float = Field(description="the fused retrieval score")
+
+
 class AnswerOut(BaseModel):
     """The answer object shared with ``ask --json``: ``answer`` is null when the articles do not answer."""
 
@@ -262,6 +283,10 @@ class AnswerOut(BaseModel):
         default=None, description="answers less likely than this to be right are withheld (QA_MIN_CONFIDENCE)"
     )
     latency_ms: float
+    n_best: list[AlternativeOut] | None = Field(default=None, description="the best n answers, when n_best > 1 "
+                                                "was asked for (the first is the answer, if one is given)")
+    passages: list[PassageReadOut] | None = Field(default=None, description="when the answer is withheld: the "
+                                                  "passages that were read, best first")
 
     model_config = ConfigDict(json_schema_extra={"examples": [_ANSWER_EXAMPLE]})
 

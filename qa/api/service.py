@@ -169,11 +169,11 @@ class Service:
                 log.info("question: %r%s", q[:limit], " (cut)" if len(q) > limit else "")
 
     async def ask(self, question: str, top_k: int | None, reader: str | None,
-                  filters: Filters | None = None) -> Answer:
+                  filters: Filters | None = None, n_best: int = 1) -> Answer:
         pipeline = self.ready_pipeline()
         self._check_reader(reader)
         self._log_questions([question])
-        return await self.run(pipeline.ask, question, top_k, reader, filters)
+        return await self.run(pipeline.ask, question, top_k, reader, filters, n_best)
 
     async def ask_batch(self, questions: list[str], top_k: int | None, reader: str | None,
                         filters: Filters | None = None) -> list[Answer]:

@@ -72,3 +72,15 @@ def test_search_returns_passages_that_slice_their_articles_and_honours_filters(c
     assert [p["text"] for p in got["passages"]] == [p["text"] for p in passages]
     assert client.post("/search", json={"question": "", "k": 4}).status_code == 422
     assert client.get("/search", params={"q": "x", "k": 0}).status_code == 422
+
+
+def test_n_best_through_the_api(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.api.conftest import ScriptedReader
+
+    client = make_client(make_pipeline(tmp_path, reader=ScriptedReader({"negotiator": "Vladimir Medinsky"})))
+    r = client.post("/ask", json={"question": "Who is Russia's lead negotiator?", "n_best": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert 1 <= len(body["n_best"]) <= 3 and body["n_best"][0]["answer"] == body["answer"]
+    assert all(a["citations"] for a in body["n_best"])
+    assert client.post("/ask", json={"question": "x?", "n_best": 11}).status_code == 422
