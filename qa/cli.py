@@ -257,6 +257,14 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------- qa
+def _corpus_arg(args: argparse.Namespace) -> Path | None:
+    """The folder given positionally or as ``--corpus`` (both: they must agree)."""
+    given = [p for p in (args.corpus_dir, getattr(args, "corpus_opt", None)) if p is not None]
+    if len(given) == 2 and given[0] != given[1]:
+        raise UsageError(f"two corpus folders given ({given[0]} and --corpus {given[1]}); give one")
+    return given[0] if given else None
+
+
 def _cmd_index_build(args: argparse.Namespace) -> int:
     from qa.corpus import load_corpus
     from qa.errors import IndexCorrupt, IndexMissing
@@ -265,7 +273,7 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     p = QAPipeline(settings)
-    corpus = p.resolve_corpus(args.corpus_dir)
+    corpus = p.resolve_corpus(_corpus_arg(args))
     articles = load_corpus(corpus, settings.max_file_bytes)
     previous = None
     if not args.full:
@@ -298,7 +306,7 @@ def _cmd_index_status(args: argparse.Namespace) -> int:
     if m.corpus_dir:
         print(f"built from {m.corpus_dir}/")
     try:
-        corpus = QAPipeline(settings).resolve_corpus(args.corpus_dir)
+        corpus = QAPipeline(settings).resolve_corpus(_corpus_arg(args))
         fps = {a.doc_id: a.sha256 for a in load_corpus(corpus, settings.max_file_bytes)}
     except CorpusError as e:
         print(f"corpus: {e}")
@@ -364,14 +372,16 @@ def qa_main(argv: Sequence[str] | None = None) -> int:
     b = idx_sub.add_parser("build", help="(re)build the index from a folder of articles")
     b.add_argument(
         "corpus_dir", nargs="?", type=Path, default=None,
-        help="folder of .txt/.md articles (default: QA_CORPUS_DIR, else the folder the index was built from, "
-        "else seeds/)"
+        help="folder of articles (default: QA_CORPUS_DIR, else the folder the index was built from, "
+        "else seeds/); or --corpus DIR, as in the other commands"
     )
+    b.add_argument("--corpus", dest="corpus_opt", type=Path, default=None, help=argparse.SUPPRESS)
     b.add_argument("--full", action="store_true", help="re-embed every article (default: reuse unchanged ones)")
     _common(b)
     b.set_defaults(func=_cmd_index_build)
     st = idx_sub.add_parser("status", help="say whether the index matches the corpus")
     st.add_argument("corpus_dir", nargs="?", type=Path, default=None)
+    st.add_argument("--corpus", dest="corpus_opt", type=Path, default=None, help=argparse.SUPPRESS)
     _common(st)
     st.set_defaults(func=_cmd_index_status)
 

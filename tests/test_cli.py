@@ -209,3 +209,10 @@ def test_qa_ask_is_ask_and_k_is_checked(index_dir: Path) -> None:
     assert r.returncode == 2 and "at least 1" in r.stderr
     r = _run(["qa", "search", "--json", "negotiator"], index_dir)
     assert r.returncode == 0 and len(json.loads(r.stdout)) == 3  # QA_TOP_K's default, as for ask
+
+
+def test_index_commands_take_corpus_as_an_option_too(index_dir: Path) -> None:
+    r = _run(["qa", "index", "status", "--corpus", str(SEEDS)], index_dir)
+    assert r.returncode == 0 and "up to date" in r.stdout, r.stdout + r.stderr
+    r = _run(["qa", "index", "status", str(SEEDS), "--corpus", "/elsewhere"], index_dir)
+    assert r.returncode == 2 and "two corpus folders" in r.stderr

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.convertors import Convertor, register_url_convertor
 
+from qa.api.errors import ApiError
 from qa.api.schemas import (
     TOP_K_MAX,
     TOP_K_MIN,
@@ -109,13 +110,19 @@ async def ask(body: AskRequest, service: ServiceDep) -> AnswerOut:
             summary="Answer one question (query string)")
 async def ask_get(
     service: ServiceDep,
-    q: Annotated[Text, Query(description="the question", examples=["Who is Russia's lead negotiator?"])],
+    q: Annotated[Text | None, Query(description="the question (or `question`, as in POST)",
+                                    examples=["Who is Russia's lead negotiator?"])] = None,
+    question: Annotated[Text | None, Query(description="the question, the name POST /ask uses",
+                                           examples=["Who is Russia's lead negotiator?"])] = None,
     top_k: Annotated[int | None, Query(ge=TOP_K_MIN, le=TOP_K_MAX, description="passages the reader sees",
                                        examples=[5])] = None,
     reader: Annotated[ReaderName | None, Query(description="auto, span or transformers", examples=["span"])] = None,
+    n_best: Annotated[int, Query(ge=1, le=10, description="the best n answers too", examples=[3])] = 1,
 ) -> AnswerOut:
-    """Like ``POST /ask``, for a browser or ``curl 'localhost:8000/ask?q=...'``."""
-    return AnswerOut.of(await service.ask(q, top_k, reader))
+    """Like ``POST /ask``, for a browser or ``curl 'localhost:8000/ask?q=...'``; takes the same names."""
+    if (q is None) == (question is None):
+        raise ApiError(422, "invalid_request", "give the question as q or as question (one of them)")
+    return AnswerOut.of(await service.ask(q if q is not None else question or "", top_k, reader, None, n_best))
 
 
 @router.post("/ask/batch", response_model=BatchAnswersOut, tags=["questions"],

@@ -84,3 +84,12 @@ def test_n_best_through_the_api(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert 1 <= len(body["n_best"]) <= 3 and body["n_best"][0]["answer"] == body["answer"]
     assert all(a["citations"] for a in body["n_best"])
     assert client.post("/ask", json={"question": "x?", "n_best": 11}).status_code == 422
+
+
+def test_get_ask_takes_the_post_name_too(client) -> None:  # type: ignore[no-untyped-def]
+    by_q = client.get("/ask", params={"q": "Who is Russia's lead negotiator?"})
+    by_name = client.get("/ask", params={"question": "Who is Russia's lead negotiator?"})
+    assert by_q.status_code == by_name.status_code == 200
+    assert by_q.json()["retrieved"] == by_name.json()["retrieved"]
+    assert client.get("/ask").status_code == 422
+    assert client.get("/ask", params={"q": "a?", "question": "b?"}).status_code == 422
