@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from qa.errors import CorpusError, IngestError
-from qa.ingest import RECORD_SUFFIXES, SUFFIXES, Document, convert_file
+from qa.ingest import SUFFIXES, Document, convert_file, holds_records
 from qa.types import Article
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,7 @@ def read_articles(path: Path, doc_id: str, max_bytes: int = 50_000_000) -> list[
         return []
     for problem in docs[0].problems:
         log.warning("skipping a record of %s", problem)
-    if path.suffix.lower() in RECORD_SUFFIXES and (len(docs) > 1 or docs[0].key is not None
-                                                   or path.suffix.lower() == ".jsonl"):
+    if holds_records(path, docs):
         return [make_article(f"{doc_id}/{d.key or n}", d.text, str(path), d) for n, d in enumerate(docs, 1)]
     return [make_article(doc_id, docs[0].text, str(path), docs[0])]
 

@@ -138,8 +138,7 @@ class QAPipeline:
         self._write_lock = threading.Lock()  # writes are serialised; questions never wait on it
         self._disk_state: tuple[str, int] | None = None  # (version, journal bytes) the loaded index matches
         self._compaction: threading.Thread | None = None
-        self._sorted_ids: dict[int, list[str]] = {}  # doc ids of one snapshot, sorted (document pages)
-        self._sorted_ids_of: SearchIndex | None = None
+        self._sorted_ids: tuple[SearchIndex, list[str]] | None = None  # a snapshot's doc ids, sorted (pages)
 
     # ------------------------------------------------------------ loading
     @property
@@ -419,10 +418,9 @@ class QAPipeline:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         idx = self._loaded_index()
-        ids = self._sorted_ids.get(id(idx)) if self._sorted_ids_of is idx else None
-        if ids is None:
-            ids = sorted(idx.articles)
-            self._sorted_ids, self._sorted_ids_of = {id(idx): ids}, idx
+        if self._sorted_ids is None or self._sorted_ids[0] is not idx:
+            self._sorted_ids = (idx, sorted(idx.articles))
+        ids = self._sorted_ids[1]
         lo = bisect.bisect_right(ids, after) if after is not None else 0
         page = ids[lo : lo + limit]
         more = lo + limit < len(ids)

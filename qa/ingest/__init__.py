@@ -54,6 +54,13 @@ SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".jsonl", ".json")
 RECORD_SUFFIXES = (".jsonl", ".json")  # files that may hold many articles
 
 
+def holds_records(path: Path, docs: list[Document]) -> bool:
+    """Whether the documents of ``path`` are records of an archive (one id each, under the file's)
+    rather than the file's one article: any ``.jsonl``, a ``.json`` list."""
+    suffix = path.suffix.lower()
+    return suffix == ".jsonl" or (suffix in RECORD_SUFFIXES and (len(docs) > 1 or docs[0].key is not None))
+
+
 def convert(data: bytes, name: str) -> list[Document]:
     """The documents in ``data``, an input called ``name`` (its suffix says the format).
 

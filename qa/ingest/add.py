@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qa.errors import IngestError, QAError
-from qa.ingest import RECORD_SUFFIXES, SUFFIXES, Document, convert_file
+from qa.ingest import SUFFIXES, Document, convert_file, holds_records
 from qa.ingest.fetch import FetchLimits, documents_from_url, is_url
 
 if TYPE_CHECKING:
@@ -44,8 +44,7 @@ def documents_of_file(path: Path, max_bytes: int) -> list[tuple[str, Document]]:
     """``(doc_id, document)`` of a file: its stem, or ``<stem>-<record id or number>`` per record."""
     docs = convert_file(path, max_bytes)
     stem = safe_id(path.stem)
-    if path.suffix.lower() in RECORD_SUFFIXES and (len(docs) > 1 or docs[0].key is not None
-                                                   or path.suffix.lower() == ".jsonl"):
+    if holds_records(path, docs):
         return [(safe_id(f"{stem}-{d.key or n}"), d) for n, d in enumerate(docs, 1)]
     return [(stem, docs[0])]
 

@@ -8,11 +8,15 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from qa.errors import IngestError
 from qa.ingest import Document, html, pdf, text
 from qa.ingest.dates import iso_date
+
+if TYPE_CHECKING:
+    import httpx
 
 USER_AGENT = "article-qa/0.1 (+https://github.com/article-qa)"
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
@@ -53,15 +57,21 @@ def url_doc_id(url: str) -> str:
     return slug
 
 
-def fetch(url: str, limits: FetchLimits, client: object | None = None) -> Fetched:
+def make_client(limits: FetchLimits) -> httpx.Client:
+    """An httpx client with the limits' timeout and redirect bound."""
+    import httpx
+
+    return httpx.Client(follow_redirects=True, max_redirects=limits.max_redirects,
+                        timeout=httpx.Timeout(limits.timeout_s), headers={"User-Agent": USER_AGENT})
+
+
+def fetch(url: str, limits: FetchLimits, client: httpx.Client | None = None) -> Fetched:
     """The body of ``url``. IngestError (naming the URL) for a timeout, a 4xx/5xx answer, too
     many redirects, a body over the size limit, or a connection that fails."""
     import httpx
 
     own = client is None
-    c: httpx.Client = client if client is not None else httpx.Client(  # type: ignore[assignment]
-        follow_redirects=True, max_redirects=limits.max_redirects, timeout=httpx.Timeout(limits.timeout_s),
-        headers={"User-Agent": USER_AGENT})
+    c = client if client is not None else make_client(limits)
     try:
         with c.stream("GET", url) as r:
             if r.status_code >= 400:
@@ -124,10 +134,7 @@ def documents_from_url(url: str, limits: FetchLimits, say: Callable[[str], None]
     Raises:
         IngestError: the URL itself cannot be fetched or read.
     """
-    import httpx
-
-    with httpx.Client(follow_redirects=True, max_redirects=limits.max_redirects,
-                      timeout=httpx.Timeout(limits.timeout_s), headers={"User-Agent": USER_AGENT}) as client:
+    with make_client(limits) as client:
         first = fetch(url, limits, client)
         if _kind(first) != "feed":
             doc = page_document(first)

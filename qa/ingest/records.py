@@ -46,9 +46,11 @@ def _record(obj: Any, where: str) -> Document:
                     source=meta["source"], url=meta["url"], author=meta["author"], key=key)
 
 
-def _collect(items: list[tuple[str, Any]], name: str) -> list[Document]:
+def _collect(items: list[tuple[str, Any]], name: str, problems: list[str] | None = None) -> list[Document]:
+    """The documents of ``items`` (where, object); ``problems`` (already found, e.g. lines that are
+    not JSON) and those of bad records go on the first document, naming the file."""
     docs: list[Document] = []
-    problems: list[str] = []
+    problems = list(problems or [])
     keys: dict[str, str] = {}
     for where, obj in items:
         try:
@@ -70,19 +72,15 @@ def _collect(items: list[tuple[str, Any]], name: str) -> list[Document]:
 
 def convert_jsonl(data: bytes, name: str) -> list[Document]:
     items: list[tuple[str, Any]] = []
-    bad: list[tuple[str, Any]] = []
+    bad: list[str] = []
     for i, line in enumerate(decode_utf8(data, name).splitlines(), 1):
         if not line.strip():
             continue
         try:
             items.append((f"line {i}", json.loads(line)))
         except json.JSONDecodeError as e:
-            bad.append((f"line {i}", f"line {i}: not JSON ({e.msg} at column {e.colno})"))
-    docs = _collect(items, name) if items else []
-    if not docs:
-        raise IngestError(f"{name}: no readable record" + (f" ({bad[0][1]})" if bad else ""))
-    docs[0].problems = [f"{name}: {msg}" for _, msg in bad] + docs[0].problems
-    return docs
+            bad.append(f"{name}: line {i}: not JSON ({e.msg} at column {e.colno})")
+    return _collect(items, name, bad)
 
 
 def convert_json(data: bytes, name: str) -> list[Document]:
