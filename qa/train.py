@@ -453,6 +453,14 @@ def _card_data(info: dict[str, Any]) -> list[str]:
         "labelled no-answer.",
         "",
     ]
+    if info.get("oversample"):
+        lines += [
+            "Oversampled: " + ", ".join(f"`{k}` x{v}" for k, v in sorted(info["oversample"].items()))
+            + f" (every example of those files' training titles repeated, {info.get('n_oversampled_copies', 0)} "
+            "extra copies; their unanswerable questions are the only ones written by people, the kind the "
+            "validation set holds).",
+            "",
+        ]
     return lines
 
 
@@ -611,7 +619,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sample", type=int, default=None,
                    help="train on a seeded random N of the training examples (negatives included; quick comparisons)")
     p.add_argument("--stage-note", default=None, help="a line about this stage for the model card")
+    p.add_argument("--oversample", action="append", default=[], metavar="SOURCE=N",
+                   help="repeat the training examples of a data file's titles N times in all (SOURCE is the "
+                        "file name without .json/.xz; e.g. squad-dev-subset-v2.0=3 to weigh its unanswerable "
+                        "questions up); retrieval negatives are built once")
     return p.parse_args(argv)
+
+
+def parse_oversample(specs: Sequence[str]) -> dict[str, int]:
+    """``SOURCE=N`` pairs (N a whole number of at least 1) as a dict."""
+    out: dict[str, int] = {}
+    for spec in specs:
+        name, sep, times = spec.partition("=")
+        if not sep or not name or not times.isdigit() or int(times) < 1:
+            raise UsageError(f"--oversample wants SOURCE=N with N a whole number >= 1, got {spec!r}")
+        out[name] = int(times)
+    return out
+
+
+def oversampled(articles: Sequence[Article], factors: dict[str, int]) -> list[QAExample]:
+    """The extra copies of the examples of each article whose data file has a factor above 1 (the
+    largest of its sources' factors, minus the copy already in the training set)."""
+    extra: list[QAExample] = []
+    for art in articles:
+        times = max((factors.get(src, 1) for src in art.sources), default=1)
+        extra += art.examples * (times - 1)
+    return extra
 
 
 def _eval_and_card(args: argparse.Namespace, val: Sequence[QAExample]) -> dict[str, Any]:
@@ -682,7 +715,12 @@ def main(argv: list[str] | None = None) -> int:
     recipe = NegativeRecipe(args.negatives, args.seed)
     negatives = build_negatives([by_title[t] for t in train_titles], recipe) if not args.eval_only else []
     n_native_noans = sum(1 for e in train_ex if not e.answers)
-    train_ex += negatives
+    factors = parse_oversample(args.oversample)
+    unknown = sorted(set(factors) - {src for a in articles for src in a.sources})
+    if unknown:
+        raise UsageError(f"--oversample names no --data file: {unknown}")
+    repeats = oversampled([by_title[t] for t in train_titles], factors)
+    train_ex += negatives + repeats
     if args.sample is not None and args.sample < len(train_ex):
         train_ex = random.Random(args.seed).sample(train_ex, args.sample)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -848,12 +886,14 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": round(elapsed / 60, 1), "windows_per_s": round(rate, 2), "lr": args.lr,
         "precision": precision, "max_length": args.max_length, "stride": args.stride,
         "negatives_per_question": args.negatives, "seed": args.seed, "curve": curve,
+        "oversample": factors,
         "note": args.stage_note,
     }
     info.update({
         "sources": sources, "n_train_titles": len(train_titles),
         "n_unanswerable_in_data": n_native_noans, "n_negatives": len(negatives),
         "negatives_recipe": recipe.describe(), "precision": precision,
+        "oversample": factors, "n_oversampled_copies": len(repeats),
         "windows_no_answer_share": round(n_cls / len(lengths), 4),
         "stages": [*previous_stages(base), stage],
     })

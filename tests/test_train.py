@@ -146,3 +146,19 @@ def test_negatives_are_other_paragraphs_without_the_answer_best_bm25_first() -> 
                          for i in range(400)] + art.examples[1:])
     n = len(build_negatives([many], NegativeRecipe(0.25, 1)))
     assert 60 < n < 140
+
+
+def test_oversample_repeats_one_sources_titles() -> None:
+    from qa.errors import UsageError
+    from qa.train import Article, QAExample, oversampled, parse_oversample
+
+    a = Article("A", [QAExample("a1", "A", 0, "Q?", "ctx", ())], {"squad-dev"})
+    b = Article("B", [QAExample("b1", "B", 0, "Q?", "ctx", (("ctx", 0),))], {"qa-train"})
+    factors = parse_oversample(["squad-dev=3"])
+    assert factors == {"squad-dev": 3}
+    extra = oversampled([a, b], factors)
+    assert extra == a.examples * 2  # three copies in all, one already in the training set
+    assert oversampled([a, b], {}) == []
+    for bad in ("squad-dev", "squad-dev=0", "=2", "squad-dev=1.5"):
+        with pytest.raises(UsageError, match="SOURCE=N"):
+            parse_oversample([bad])
