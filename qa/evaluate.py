@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from qa.answer import assemble, retrieved_articles
 from qa.calibration import RIGHT_F1, expected_calibration_error, risk_coverage, sigmoid
@@ -35,6 +35,7 @@ from qa.errors import InvalidQuestion, QAError, UsageError
 from qa.pipeline import QAPipeline, validate_question
 from qa.read import Reader, make_reader, min_confidence_for, resolve_reader_kind
 from qa.settings import Settings
+from qa.squad_data import SquadDataError, read_squad
 from qa.squad_metrics import max_over_golds
 from qa.types import Answer, Article, Chunk, Hit
 
@@ -118,49 +119,31 @@ def load_testset(path: Path | str) -> list[GoldQuestion]:
     return out
 
 
-def _squad_field(obj: object, key: str, kind: type, where: str, path: Path) -> Any:
-    if not isinstance(obj, dict) or not isinstance(obj.get(key), kind):
-        raise EvalDataError(f"{path}: {where}.{key} must be a {kind.__name__} (is this SQuAD v1.1/v2.0 JSON?)")
-    return obj[key]
-
-
 def load_squad(path: Path | str) -> SquadSet:
-    """Read official SQuAD v1.1/v2.0 JSON: every paragraph becomes an article with doc_id
-    ``"<title>/<paragraph index within its article>"`` and its context as exact text.
+    """Read official SQuAD v1.1/v2.0 JSON (:func:`qa.squad_data.read_squad`): every paragraph becomes
+    an article with doc_id ``"<title>/<paragraph index within its article>"`` and its context as
+    exact text.
 
     Raises:
         EvalDataError: the file is missing, not JSON, or not in the SQuAD layout.
     """
-    path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EvalDataError(f"SQuAD file {path} does not exist; pass a SQuAD JSON file to --squad") from None
-    except json.JSONDecodeError as e:
-        raise EvalDataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise EvalDataError(f"cannot read SQuAD file {path} ({type(e).__name__}: {e})") from e
+        paragraphs = read_squad(path)
+    except SquadDataError as e:
+        raise EvalDataError(str(e)) from e
     questions: list[GoldQuestion] = []
     articles: list[Article] = []
     seen: set[str] = set()
-    for ai, art in enumerate(_squad_field(raw, "data", list, "top level", path)):
-        title = _squad_field(art, "title", str, f"data[{ai}]", path)
-        for pi, para in enumerate(_squad_field(art, "paragraphs", list, f"data[{ai}]", path)):
-            where = f"data[{ai}].paragraphs[{pi}]"
-            doc_id = f"{title}/{pi}"
-            if doc_id in seen:
-                raise EvalDataError(f"{path}: {where}: title {title!r} occurs twice, so doc_id {doc_id!r} is ambiguous")
-            seen.add(doc_id)
-            articles.append(make_article(doc_id, _squad_field(para, "context", str, where, path)))
-            for qi, qa in enumerate(_squad_field(para, "qas", list, where, path)):
-                qwhere = f"{where}.qas[{qi}]"
-                qid = _squad_field(qa, "id", str, qwhere, path)
-                question = _squad_field(qa, "question", str, qwhere, path)
-                golds: list[str] = []
-                if not qa.get("is_impossible", False):
-                    for ni, ans in enumerate(qa.get("answers", [])):
-                        golds.append(_squad_field(ans, "text", str, f"{qwhere}.answers[{ni}]", path))
-                questions.append(GoldQuestion(qid, question, tuple(dict.fromkeys(golds)), (doc_id,)))
+    for para in paragraphs:
+        doc_id = f"{para.title}/{para.index}"
+        if doc_id in seen:
+            raise EvalDataError(f"{path}: data[{para.entry}].paragraphs[{para.index}]: title {para.title!r} occurs "
+                                f"twice, so doc_id {doc_id!r} is ambiguous")
+        seen.add(doc_id)
+        articles.append(make_article(doc_id, para.context))
+        for q in para.questions:
+            golds = tuple(dict.fromkeys(text for text, _ in q.answers))
+            questions.append(GoldQuestion(q.id, q.question, golds, (doc_id,)))
     if not questions:
         raise EvalDataError(f"SQuAD file {path} holds no question")
     return SquadSet(questions, articles)

@@ -13,11 +13,8 @@ Example::
 from __future__ import annotations
 
 import argparse
-import bz2
-import gzip
 import json
 import logging
-import lzma
 import math
 import os
 import random
@@ -25,7 +22,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from typing import Any
 import torch
 
 from qa.errors import UsageError
+from qa.squad_data import SquadDataError, read_squad
 
 log = logging.getLogger("qa.train")
 
@@ -91,39 +89,31 @@ def source_name(path: str | Path) -> str:
     return name
 
 
-def read_json(path: str | Path) -> Any:
-    """A JSON file, plain or compressed (``.gz``, ``.xz``, ``.bz2``, chosen by suffix)."""
-    openers: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
-    opener = openers.get(Path(path).suffix, open)
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"cannot read training data {path} ({type(e).__name__}: {e})") from e
-
-
 def load_squad(paths: Sequence[str | Path]) -> list[Article]:
-    """Read official SQuAD v1.1 / v2.0 JSON files (``.json``, ``.json.gz``, ``.json.xz``) into
-    articles, merging equal titles."""
+    """Read official SQuAD v1.1 / v2.0 JSON files (``.json``, ``.json.gz``, ``.json.xz``; read and
+    checked by :func:`qa.squad_data.read_squad`) into articles, merging equal titles.
+
+    Raises:
+        UsageError: a file is missing, unreadable or not SQuAD, or an answer has no answer_start.
+    """
     by_title: dict[str, Article] = {}
     for path in paths:
-        raw = read_json(path)
-        if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
-            raise UsageError(f"{path}: no top-level 'data' list (is this SQuAD v1.1/v2.0 JSON?)")
-        for art in raw["data"]:
-            title = art["title"]
-            article = by_title.setdefault(title, Article(title))
+        try:
+            paragraphs = read_squad(path)
+        except SquadDataError as e:
+            raise UsageError(f"training data: {e}") from e
+        for para in paragraphs:
+            article = by_title.setdefault(para.title, Article(para.title))
             article.sources.add(source_name(path))
-            for p_idx, para in enumerate(art["paragraphs"]):
-                context = para["context"]
-                for qa in para["qas"]:
-                    impossible = bool(qa.get("is_impossible", False))
-                    answers = () if impossible else tuple(
-                        (a["text"], int(a["answer_start"])) for a in qa["answers"]
-                    )
-                    article.examples.append(
-                        QAExample(qa["id"], title, p_idx, qa["question"], context, answers)
-                    )
+            for q in para.questions:
+                answers = []
+                for text, start in q.answers:
+                    if start is None:
+                        raise UsageError(f"{path}: data[{para.entry}].paragraphs[{para.index}]: question {q.id!r} "
+                                         "has an answer without answer_start (training needs it)")
+                    answers.append((text, start))
+                article.examples.append(QAExample(q.id, para.title, para.index, q.question, para.context,
+                                                  tuple(answers)))
     return list(by_title.values())
 
 
