@@ -24,6 +24,9 @@ class ApiSettings(BaseSettings):
     )
     log_questions: bool = Field(default=False, description="log question texts at INFO (never tokens)")
     max_batch_questions: int = Field(default=32, ge=1, description="questions in one POST /ask/batch")
+    max_bulk_documents: int = Field(
+        default=100, ge=1, description="articles in one POST /documents/bulk (its body is bounded by max_body_bytes)"
+    )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="request bodies larger than this are refused with 413"
     )

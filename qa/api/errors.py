@@ -70,21 +70,33 @@ _CLIENT_ERRORS: list[tuple[type[QAError], int, str]] = [
 _SERVER_ERRORS = (IndexMissing, IndexStale, IndexCorrupt, CorpusError, ModelUnavailable)
 
 
-def _qa_error(request: Request, exc: Exception) -> JSONResponse:
+def error_parts(exc: BaseException, where: str) -> tuple[int, str, str, dict[str, str] | None]:
+    """(status, code, message, headers) of ``exc`` as the API answers it, for a whole response or
+    for one item of a bulk write or a streamed batch. A message that would describe the server's
+    files or a traceback goes to the log (naming ``where``, e.g. ``POST /documents``) instead.
+    """
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code, exc.message, exc.headers
     if isinstance(exc, IndexBusy):  # a write that waited too long for another writer: nothing changed
-        return error_response(503, "busy", f"the server is busy: {exc}", {"Retry-After": "1"})
-    for cls, status, code in _CLIENT_ERRORS:
-        if isinstance(exc, cls):
-            return error_response(status, code, str(exc))
-    if isinstance(exc, _SERVER_ERRORS):
-        log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        return error_response(503, "unavailable", UNAVAILABLE_MESSAGE)
-    return _internal(request, exc)
+        return 503, "busy", f"the server is busy: {exc}", {"Retry-After": "1"}
+    if isinstance(exc, QAError):
+        for cls, status, code in _CLIENT_ERRORS:
+            if isinstance(exc, cls):
+                return status, code, str(exc), None
+        if isinstance(exc, _SERVER_ERRORS):
+            log.error("%s: %s: %s", where, type(exc).__name__, exc)
+            return 503, "unavailable", UNAVAILABLE_MESSAGE, None
+    elif isinstance(exc, OSError):  # a failed file write (a write rolls itself back first)
+        log.error("%s: %s", where, type(exc).__name__, exc_info=exc)
+        if exc.errno in _DISK_FULL:
+            return 507, "insufficient_storage", DISK_FULL_MESSAGE, None
+        return 503, "storage_unavailable", STORAGE_MESSAGE, None
+    log.error("%s: unhandled %s", where, type(exc).__name__, exc_info=exc)
+    return 500, "internal_error", INTERNAL_MESSAGE, None
 
 
-def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
+def _handled(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(*error_parts(exc, f"{request.method} {request.url.path}"))
 
 
 def _where(loc: Sequence[Any]) -> str:
@@ -131,28 +143,11 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail), exc.headers)
 
 
-def _os_error(request: Request, exc: Exception) -> JSONResponse:
-    """A failed file write (a write rolls itself back first): 507 for a full disk, else 503.
-
-    The OS message names server paths, so it goes to the log only.
-    """
-    assert isinstance(exc, OSError)
-    log.error("%s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
-    if exc.errno in _DISK_FULL:
-        return error_response(507, "insufficient_storage", DISK_FULL_MESSAGE)
-    return error_response(503, "storage_unavailable", STORAGE_MESSAGE)
-
-
-def _internal(request: Request, exc: Exception) -> JSONResponse:
-    log.error("%s %s: unhandled %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
-    return error_response(500, "internal_error", INTERNAL_MESSAGE)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error the app can raise onto the one JSON error shape."""
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(QAError, _qa_error)
+    app.add_exception_handler(ApiError, _handled)
+    app.add_exception_handler(QAError, _handled)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OSError, _os_error)
-    app.add_exception_handler(Exception, _internal)
+    app.add_exception_handler(OSError, _handled)  # 507 for a full disk, else 503; the OS message is logged only
+    app.add_exception_handler(Exception, _handled)

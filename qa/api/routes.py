@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.convertors import Convertor, register_url_convertor
 
-from qa.api.errors import ApiError
+from qa.api.errors import ApiError, error_parts
 from qa.api.schemas import (
+    ANSWER_EXAMPLE,
     TOP_K_MAX,
     TOP_K_MIN,
     AnswerOut,
     AskBatchRequest,
     AskRequest,
     BatchAnswersOut,
+    BulkItemOut,
+    BulkOut,
+    BulkRequest,
     DocumentDeleted,
     DocumentIn,
     DocumentList,
@@ -24,8 +30,8 @@ from qa.api.schemas import (
     DocumentPut,
     DocumentSummary,
     DocumentWritten,
+    ErrorDetail,
     ErrorOut,
-    FiltersIn,
     HealthOut,
     ReaderName,
     ReadyOut,
@@ -33,9 +39,8 @@ from qa.api.schemas import (
     SearchRequest,
     Text,
 )
-from qa.api.service import Service
-from qa.pipeline import make_filters
-from qa.types import Filters
+from qa.api.service import Service, Written
+from qa.types import Answer
 
 router = APIRouter()
 
@@ -93,17 +98,11 @@ _IF_MATCH = ("write only if the article is still this version: its sha256 (the E
              "or * for 'it must exist'; 412 otherwise")
 
 # ---------------------------------------------------------------- questions
-def _filters(f: FiltersIn | None) -> Filters | None:
-    """The core's filters (422 for a date that is not one)."""
-    return None if f is None else make_filters(f.since, f.until, f.source, f.doc_ids)
-
-
 @router.post("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(400, 413, 422, 503),
              summary="Answer one question with citations")
 async def ask(body: AskRequest, service: ServiceDep) -> AnswerOut:
     """The same JSON object as ``ask --json``; ``answer`` is null when the articles do not answer."""
-    return AnswerOut.of(await service.ask(body.question, body.top_k, body.reader, _filters(body.filters),
-                                          body.n_best))
+    return AnswerOut.of(await service.ask(body.question, body.top_k, body.reader, body.filters, body.n_best))
 
 
 @router.get("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(422, 503),
@@ -125,19 +124,69 @@ async def ask_get(
     return AnswerOut.of(await service.ask(q if q is not None else question or "", top_k, reader, None, n_best))
 
 
+NDJSON = "application/x-ndjson"
+
+
+def _wants_ndjson(accept: str | None) -> bool:
+    """Whether the Accept header lists application/x-ndjson (and not with q=0, "not acceptable")."""
+    for part in (accept or "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if media.lower() == NDJSON:
+            q = next((p.split("=", 1)[1].strip() for p in params if p.lower().startswith("q=")), "1")
+            try:
+                return float(q) > 0
+            except ValueError:
+                return True
+    return False
+
+
+async def _ndjson_lines(answers: AsyncGenerator[Answer, None]) -> AsyncIterator[bytes]:
+    """One JSON object a line; a failure midway ends the stream with an error line."""
+    try:
+        async for answer in answers:
+            yield _line(AnswerOut.of(answer).model_dump(mode="json"))
+    except Exception as e:  # the status line (200) has gone out: the error can only be a line
+        _, code, message, _ = error_parts(e, "POST /ask/batch (stream)")
+        yield _line({"error": {"code": code, "message": message}})
+    finally:
+        await answers.aclose()  # releases the batch's question slot
+
+
+def _line(obj: object) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+_STREAM_DESCRIPTION = (
+    "With `Accept: application/x-ndjson`: one `AnswerOut` JSON object a line, in the order of the questions, "
+    "each sent as soon as it is answered; a failure after the first line ends the stream with a line "
+    '`{"error": {"code", "message"}}`.')
+
+
 @router.post("/ask/batch", response_model=BatchAnswersOut, tags=["questions"],
-             responses=_errors(400, 413, 422, 503), summary="Answer several questions in one batched pass")
-async def ask_batch(body: AskBatchRequest, service: ServiceDep) -> BatchAnswersOut:
-    """Answers in the order of the questions; one invalid question rejects the whole batch."""
-    answers = await service.ask_batch(body.questions, body.top_k, body.reader, _filters(body.filters))
-    return BatchAnswersOut(answers=[AnswerOut.of(a) for a in answers])
+             responses={200: {"description": "the answers, in the order of the questions",
+                              "content": {NDJSON: {"schema": {"$ref": "#/components/schemas/AnswerOut"},
+                                                   "example": _line(ANSWER_EXAMPLE).decode()}}},
+                        **_errors(400, 413, 422, 503)},
+             summary="Answer several questions in one batched pass, or stream them as NDJSON",
+             description="Answers in the order of the questions; one invalid question rejects the whole batch "
+                         "(before anything is streamed). " + _STREAM_DESCRIPTION)
+async def ask_batch(
+    body: AskBatchRequest, service: ServiceDep,
+    accept: Annotated[str | None, Header(description="application/x-ndjson: stream the answers, one JSON "
+                                         "object a line, as each is answered; otherwise one JSON object")] = None,
+) -> Any:
+    if _wants_ndjson(accept):
+        answers = await service.ask_stream(body.questions, body.top_k, body.reader, body.filters)
+        return StreamingResponse(_ndjson_lines(answers), media_type=NDJSON)
+    answers_list = await service.ask_batch(body.questions, body.top_k, body.reader, body.filters)
+    return BatchAnswersOut(answers=[AnswerOut.of(a) for a in answers_list])
 
 
 @router.post("/search", response_model=SearchOut, tags=["questions"], responses=_errors(400, 413, 422, 503),
              summary="Retrieve passages for a question, without reading them")
 async def search(body: SearchRequest, service: ServiceDep) -> SearchOut:
     """What `qa search` prints: the passages the reader would see, best first."""
-    return await service.search(body.question, body.k, _filters(body.filters))
+    return await service.search(body.question, body.k, body.filters)
 
 
 @router.get("/search", response_model=SearchOut, tags=["questions"], responses=_errors(422, 503),
@@ -168,7 +217,7 @@ async def list_documents(
             responses=_errors(404, 422, 503), summary="One article with its exact text")
 async def get_document(doc_id: str, service: ServiceDep, response: Response) -> DocumentOut:
     """Citation offsets index into ``text``; the ETag is the article's sha256 (for If-Match)."""
-    article = service.document(doc_id)
+    article = await service.document(doc_id)
     response.headers["ETag"] = f'"{article.sha256}"'
     return DocumentOut.of(article)
 
@@ -197,26 +246,50 @@ async def put_document(doc_id: str, body: DocumentPut, service: ServiceDep, resp
 
 async def _write(doc_id: str, body: DocumentPut, service: Service, response: Response,
                  if_match: str | None) -> DocumentWritten:
-    meta = {"title": body.title, "date": body.date, "source": body.source, "url": body.url, "author": body.author}
-    if body.text is not None and body.html is None and all(v is None for k, v in meta.items() if k != "title"):
-        article, replaced = await service.add_document(doc_id, body.text, body.title, if_match)
-    else:
-        article, replaced = await service.add_converted(doc_id, body.text, body.html, meta, if_match)
-    if replaced:
+    written = await service.write(doc_id, body, if_match)
+    if written.replaced:
         response.status_code = 200
-    response.headers["ETag"] = f'"{article.sha256}"'
-    documents, chunks = service.counts()
-    return DocumentWritten(doc_id=article.doc_id, title=article.title, date=article.date, source=article.source,
-                           url=article.url, author=article.author, chars=len(article.text), sha256=article.sha256,
-                           replaced=replaced, documents=documents, chunks=chunks)
+    response.headers["ETag"] = f'"{written.article.sha256}"'
+    return _written(written)
+
+
+def _written(w: Written) -> DocumentWritten:
+    a = w.article
+    return DocumentWritten(doc_id=a.doc_id, title=a.title, date=a.date, source=a.source, url=a.url, author=a.author,
+                           chars=len(a.text), sha256=a.sha256, replaced=w.replaced, documents=w.documents,
+                           chunks=w.chunks)
+
+
+@router.post("/documents/bulk", response_model=BulkOut, tags=["documents"], dependencies=[Depends(require_writer)],
+             responses=_errors(400, 401, 403, 413, 422, 503),
+             summary="Add or replace several articles, in order, each answered on its own")
+async def bulk_documents(body: BulkRequest, service: ServiceDep) -> BulkOut:
+    """Each article goes through the same write as POST /documents, one after the other: a written
+    one is on disk (fsynced) and searchable before the next starts, and an article that fails
+    (bad doc_id, over a limit, If-Match, a page that holds no article, a full disk) is reported
+    in its place while the others are still written. The answer is 200 whenever the batch was
+    processed; ``failed`` counts the articles not written."""
+    outcome = await service.write_bulk(body.documents)
+    results = []
+    for i, (item, r) in enumerate(zip(body.documents, outcome.results, strict=True)):
+        if r.article is not None:
+            results.append(BulkItemOut(index=i, doc_id=r.article.doc_id, status="written",
+                                       http_status=200 if r.replaced else 201, replaced=r.replaced,
+                                       sha256=r.article.sha256, chars=len(r.article.text)))
+        else:
+            status, code, message = r.error or (500, "internal_error", "no outcome")
+            results.append(BulkItemOut(index=i, doc_id=item.doc_id, status="error", http_status=status,
+                                       error=ErrorDetail(code=code, message=message)))
+    written = sum(1 for r in results if r.status == "written")
+    return BulkOut(results=results, written=written, failed=len(results) - written, documents=outcome.documents,
+                   chunks=outcome.chunks)
 
 
 @router.delete("/documents/{doc_id:any_text}", response_model=DocumentDeleted, tags=["documents"],
                dependencies=[Depends(require_writer)], responses=_errors(401, 403, 404, 409, 422, 503, 507),
                summary="Delete an article")
 async def delete_document(doc_id: str, service: ServiceDep) -> DocumentDeleted:
-    await service.delete_document(doc_id)
-    documents, chunks = service.counts()
+    documents, chunks = await service.delete_document(doc_id)
     return DocumentDeleted(doc_id=doc_id, deleted=True, documents=documents, chunks=chunks)
 
 

@@ -163,6 +163,34 @@ class DocumentIn(DocumentPut):
     )
 
 
+class BulkDocument(DocumentIn):
+    """One article of a bulk write: the fields of POST /documents, and its own If-Match."""
+
+    if_match: Text | None = Field(default=None, description="as the If-Match header of POST /documents: write only "
+                                  "if the article is still this version (its sha256), or * for 'it must exist'")
+
+
+class BulkRequest(_Request):
+    """Articles to add or replace, written in order (a doc_id given twice: the later one wins)."""
+
+    documents: list[BulkDocument] = Field(min_length=1, description="at most QA_MAX_BULK_DOCUMENTS")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "documents": [
+                        {"doc_id": "zanzibar-summit", "title": "Zanzibar summit opens",
+                         "text": "The Zanzibar summit opened on 3 March 2031 in Stone Town, the negotiators said."},
+                        {"doc_id": "pemba-ferry", "text": "The ferry to Pemba reopened on 4 March 2031.",
+                         "source": "Harbour Gazette", "date": "2031-03-04"},
+                    ]
+                }
+            ]
+        }
+    )
+
+
 # ---------------------------------------------------------------- responses
 class CitationOut(BaseModel):
     """Where the answer stands: ``article.text[start:end] == text``."""
@@ -207,6 +235,9 @@ _ANSWER_EXAMPLE: JsonDict = {
     "min_confidence": 0.4,
     "latency_ms": 631.36,
 }
+
+
+ANSWER_EXAMPLE = _ANSWER_EXAMPLE  # also the example line of the NDJSON stream
 
 
 class PassageOut(BaseModel):
@@ -393,6 +424,50 @@ class DocumentWritten(DocumentSummary):
                     "replaced": False,
                     "documents": 6,
                     "chunks": 23,
+                }
+            ]
+        }
+    )
+
+
+class BulkItemOut(BaseModel):
+    """What became of one article of a bulk write (``index`` is its place in the request)."""
+
+    index: int
+    doc_id: str
+    status: Literal["written", "error"]
+    http_status: int = Field(description="what POST /documents would have answered for this article alone: 201 "
+                             "added, 200 replaced, or the error's status")
+    replaced: bool | None = Field(default=None, description="written: whether it replaced an article")
+    sha256: str | None = Field(default=None, description="written: the article's sha256 (its ETag)")
+    chars: int | None = Field(default=None, description="written: length of the stored text in characters")
+    error: ErrorDetail | None = Field(default=None, description="error: why this article was not written "
+                                      "(nothing of it was)")
+
+
+class BulkOut(BaseModel):
+    """Every article of a bulk write, in request order; ``written`` ones are on disk and searchable."""
+
+    results: list[BulkItemOut]
+    written: int = Field(description="articles written")
+    failed: int = Field(description="articles not written (each with its error)")
+    documents: int = Field(description="articles in the index now")
+    chunks: int = Field(description="chunks in the index now")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {"index": 0, "doc_id": "zanzibar-summit", "status": "written", "http_status": 201,
+                         "replaced": False, "chars": 80, "error": None,
+                         "sha256": "5b0e8c4c7d0f3c8f0c3b9d6ad8b6a1f7a0e4c1d2b3a4958677869504f3e2d1c0"},
+                        {"index": 1, "doc_id": "../etc", "status": "error", "http_status": 422, "replaced": None,
+                         "sha256": None, "chars": None,
+                         "error": {"code": "invalid_document", "message": "doc_id may contain only letters, digits, "
+                                   "'.', '-' and '_' (no path separators, '..' or control characters), got '../etc'"}},
+                    ],
+                    "written": 1, "failed": 1, "documents": 6, "chunks": 23,
                 }
             ]
         }

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from typing import Literal, TypeVar
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar, cast
 
 import anyio
 import anyio.abc
@@ -17,12 +18,12 @@ import anyio.to_thread
 
 from qa.api.auth import check_write_access
 from qa.api.config import ApiSettings
-from qa.api.errors import ApiError
-from qa.api.schemas import PassageOut, SearchOut
+from qa.api.errors import ApiError, error_parts
+from qa.api.schemas import BulkDocument, DocumentPut, FiltersIn, PassageOut, SearchOut
 from qa.documents import validate_doc_id
 from qa.errors import IndexBusy, QAError
 from qa.ingest.add import ingest_one
-from qa.pipeline import QAPipeline
+from qa.pipeline import QAPipeline, make_filters, validate_question
 from qa.read import reader_model_available
 from qa.settings import Settings
 from qa.types import Answer, Article, Filters
@@ -129,27 +130,37 @@ class Service:
         another process. Beyond a full queue or a wait, a 503 with Retry-After asks the client to
         come back (a refused write changed nothing).
         """
-        gate, timeout = ((self._writes, self.api.write_queue_timeout_s) if write
-                         else (self._questions, self.api.queue_timeout_s))
-        if gate.available_tokens == 0 and self._waiting[write] >= self.api.max_queued_requests:
-            raise self._busy(f"{self._waiting[write]} are waiting")
-        acquired = False
-        self._waiting[write] += 1
-        try:
-            with anyio.move_on_after(timeout):
-                await gate.acquire()
-                acquired = True
-        finally:
-            self._waiting[write] -= 1
-        if not acquired:
-            raise self._busy(f"none finished within {timeout:g}s")
+        slot = await self._take_slot(write)
         try:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args))
         except IndexBusy as e:
             raise ApiError(503, "busy", f"the server is busy: {e}",
                            headers={"Retry-After": str(self.api.retry_after_s)}) from e
         finally:
-            gate.release()
+            self._gate(write)[0].release_on_behalf_of(slot)
+
+    def _gate(self, write: bool) -> tuple[anyio.CapacityLimiter, float]:
+        return ((self._writes, self.api.write_queue_timeout_s) if write
+                else (self._questions, self.api.queue_timeout_s))
+
+    async def _take_slot(self, write: bool) -> object:
+        """Wait for a question (or write) slot; the returned token releases it, from any task
+        (a streamed answer releases it in the task that sends the response)."""
+        gate, timeout = self._gate(write)
+        if gate.available_tokens == 0 and self._waiting[write] >= self.api.max_queued_requests:
+            raise self._busy(f"{self._waiting[write]} are waiting")
+        slot = object()
+        acquired = False
+        self._waiting[write] += 1
+        try:
+            with anyio.move_on_after(timeout):
+                await gate.acquire_on_behalf_of(slot)
+                acquired = True
+        finally:
+            self._waiting[write] -= 1
+        if not acquired:
+            raise self._busy(f"none finished within {timeout:g}s")
+        return slot
 
     def _busy(self, why: str) -> ApiError:
         return ApiError(503, "busy", f"the server is busy (all request slots in use, {why}); retry shortly",
@@ -157,7 +168,8 @@ class Service:
 
     # ------------------------------------------------------------ questions
     def _check_reader(self, reader: str | None) -> None:
-        """422 for a reader this server cannot run (the core's message would name its model folder)."""
+        """422 for a reader this server cannot run (the core's message would name its model folder).
+        Looks at the model folder: call it in a worker thread."""
         if reader == "transformers" and not reader_model_available(self.settings.reader_model):
             raise ApiError(422, "reader_unavailable", "reader 'transformers' is not available on this server "
                            "(no QA model installed); use reader 'span' or leave reader out")
@@ -168,30 +180,72 @@ class Service:
             for q in questions:  # an over-long question (refused next) is cut, not logged whole
                 log.info("question: %r%s", q[:limit], " (cut)" if len(q) > limit else "")
 
+    def _check_batch_size(self, n: int) -> None:
+        limit = self.api.max_batch_questions
+        if n > limit:
+            raise ApiError(422, "batch_too_large",
+                           f"the batch has {n} questions; the limit is {limit} (QA_MAX_BATCH_QUESTIONS)")
+
     async def ask(self, question: str, top_k: int | None, reader: str | None,
-                  filters: Filters | None = None, n_best: int = 1) -> Answer:
+                  filters: FiltersIn | None = None, n_best: int = 1) -> Answer:
         pipeline = self.ready_pipeline()
-        self._check_reader(reader)
         self._log_questions([question])
-        return await self.run(pipeline.ask, question, top_k, reader, filters, n_best)
+
+        def work() -> Answer:
+            self._check_reader(reader)
+            return pipeline.ask(question, top_k, reader, to_filters(filters), n_best)
+
+        return await self.run(work)
 
     async def ask_batch(self, questions: list[str], top_k: int | None, reader: str | None,
-                        filters: Filters | None = None) -> list[Answer]:
+                        filters: FiltersIn | None = None) -> list[Answer]:
         pipeline = self.ready_pipeline()
-        limit = self.api.max_batch_questions
-        if len(questions) > limit:
-            raise ApiError(422, "batch_too_large",
-                           f"the batch has {len(questions)} questions; the limit is {limit} (QA_MAX_BATCH_QUESTIONS)")
-        self._check_reader(reader)
+        self._check_batch_size(len(questions))
         self._log_questions(questions)
-        return await self.run(pipeline.ask_batch, questions, top_k, reader, filters)
 
-    async def search(self, question: str, k: int, filters: Filters | None) -> SearchOut:
+        def work() -> list[Answer]:
+            self._check_reader(reader)
+            return pipeline.ask_batch(questions, top_k, reader, to_filters(filters))
+
+        return await self.run(work)
+
+    async def ask_stream(self, questions: list[str], top_k: int | None, reader: str | None,
+                         filters: FiltersIn | None = None) -> AsyncGenerator[Answer, None]:
+        """The answers to ``questions`` in order, each as soon as it is answered (one pass per
+        question). Everything that can refuse the batch (its size, a question, the reader, the
+        filters, a busy server) is checked before this returns, so that it is an HTTP error; the
+        batch holds one question slot until the last answer, or until the iterator is closed.
+        """
+        pipeline = self.ready_pipeline()
+        self._check_batch_size(len(questions))
+        self._log_questions(questions)
+        stream = self._answers(pipeline, questions, top_k, reader, filters)
+        await anext(stream)  # up to its first yield: the slot taken and the batch checked
+        # After that first yield (None), the stream yields only answers.
+        return cast(AsyncGenerator[Answer, None], stream)
+
+    async def _answers(self, pipeline: QAPipeline, questions: list[str], top_k: int | None, reader: str | None,
+                       filters: FiltersIn | None) -> AsyncGenerator[Answer | None, None]:
+        slot = await self._take_slot(write=False)
+        try:
+            def check() -> tuple[list[str], Filters | None]:
+                self._check_reader(reader)
+                limit = self.settings.max_question_chars
+                return [validate_question(q, limit) for q in questions], to_filters(filters)
+
+            qs, parsed = await anyio.to_thread.run_sync(check)
+            yield None
+            for q in qs:
+                yield await anyio.to_thread.run_sync(functools.partial(pipeline.ask, q, top_k, reader, parsed))
+        finally:
+            self._questions.release_on_behalf_of(slot)
+
+    async def search(self, question: str, k: int, filters: FiltersIn | None) -> SearchOut:
         pipeline = self.ready_pipeline()
         self._log_questions([question])
 
         def run() -> SearchOut:
-            hits = pipeline.search(question, k, filters)
+            hits = pipeline.search(question, k, to_filters(filters))
             index = pipeline.retriever.index if pipeline.retriever is not None else None
             passages = []
             for h in hits:
@@ -209,20 +263,24 @@ class Service:
         """One page of the article list, off the event loop (a large corpus stalls nothing)."""
         return await self.run(self.ready_pipeline().document_page, limit, after)
 
-    def document(self, doc_id: str) -> Article:
-        """One article; 422 for an unsafe doc_id, 404 for an unknown one.
+    async def document(self, doc_id: str) -> Article:
+        """One article, looked up in a worker thread; 422 for an unsafe doc_id, 404 for an unknown one.
 
         An indexed article is found by its id as listed, even one the write rules would refuse
         (``sub/a`` from a nested corpus folder): reading is a lookup, never a file path.
         """
         pipeline = self.ready_pipeline()
-        index = pipeline.index
-        if index is not None and doc_id in index.articles:
-            return index.articles[doc_id]
-        validate_doc_id(doc_id, self.settings.max_doc_id_chars)
-        return pipeline.document(doc_id)
 
-    def counts(self) -> tuple[int, int]:
+        def lookup() -> Article:
+            index = pipeline.index
+            if index is not None and doc_id in index.articles:
+                return index.articles[doc_id]
+            validate_doc_id(doc_id, self.settings.max_doc_id_chars)
+            return pipeline.document(doc_id)
+
+        return await self.run(lookup)
+
+    def _counts(self) -> tuple[int, int]:
         """(articles, chunks) in the current index."""
         idx = self.ready_pipeline().index
         return (len(idx.articles), idx.n_chunks) if idx is not None else (0, 0)
@@ -230,38 +288,111 @@ class Service:
     def authorize_write(self, credentials: str | None) -> None:
         check_write_access(credentials, self.api.api_token, self.bind_host, self.workers)
 
-    async def add_document(self, doc_id: str, text: str, title: str | None,
-                           if_match: str | None = None) -> tuple[Article, bool]:
-        pipeline = self.ready_pipeline()
-        limit = self.settings.max_document_chars
-        # 413 here (the core's own check is a plain InvalidDocument); the title counts: it is stored as a first line
-        size = len(text) + (len(title) + 1 if title is not None else 0)
-        if size > limit:
-            raise ApiError(413, "document_too_large",
-                           f"the title and text have {size} characters; the limit is {limit} (QA_MAX_DOCUMENT_CHARS)")
-        return await self.run(pipeline.add_document, doc_id, text, title, if_match, write=True)
-
-    async def add_converted(self, doc_id: str, text: str | None, html: str | None,
-                            meta: dict[str, str | None], if_match: str | None = None) -> tuple[Article, bool]:
-        """An article from ``text`` with metadata, a page's ``html``, or a ``url`` to fetch."""
-        pipeline = self.ready_pipeline()
-        if text is not None and html is not None:
+    def _check_write(self, body: DocumentPut) -> None:
+        """The edge's own refusals of one write, before it waits for its turn: 422 for text with
+        html or for nothing to store, 413 for a text (or page) over QA_MAX_DOCUMENT_CHARS."""
+        if body.text is not None and body.html is not None:
             raise ApiError(422, "invalid_request", "give text or html, not both")
-        if text is None and html is None and not meta.get("url"):
+        if body.text is None and body.html is None and not body.url:
             raise ApiError(422, "invalid_request", "give the article's text, its page's html, or a url to fetch")
         limit = self.settings.max_document_chars
-        size = len(text or html or "")
-        if size > (limit if text is not None else 10 * limit):
-            raise ApiError(413, "document_too_large", f"the {'text' if text is not None else 'html'} has {size} "
-                           f"characters; the limit is {limit} (QA_MAX_DOCUMENT_CHARS)")
+        if body.text is not None:  # the title counts: it is stored as a first line
+            size = len(body.text) + (len(body.title) + 1 if body.title is not None else 0)
+            what = "title and text have" if body.title is not None else "text has"
+        else:
+            size, what = len(body.html or ""), "html has"
+        if size > (limit if body.text is not None else 10 * limit):  # a page holds markup besides its text
+            raise ApiError(413, "document_too_large",
+                           f"the {what} {size} characters; the limit is {limit} (QA_MAX_DOCUMENT_CHARS)")
 
-        def convert_and_add() -> tuple[Article, bool]:
-            doc = ingest_one(text, html, meta, self.settings.max_document_chars)
-            article, replaced, _ = pipeline.add_converted(doc_id, doc, if_match)
-            return article, replaced
+    def _write_blocking(self, pipeline: QAPipeline, doc_id: str, body: DocumentPut,
+                        if_match: str | None) -> tuple[Article, bool]:
+        """One write through the pipeline (in a worker thread): plain text, with a title or not,
+        as it is; text with other metadata, a page or a URL converted first."""
+        meta = {"title": body.title, "date": body.date, "source": body.source, "url": body.url,
+                "author": body.author}
+        if body.text is not None and body.html is None and all(v is None for k, v in meta.items() if k != "title"):
+            return pipeline.add_document(doc_id, body.text, body.title, if_match)
+        doc = ingest_one(body.text, body.html, meta, self.settings.max_document_chars)
+        article, replaced, _ = pipeline.add_converted(doc_id, doc, if_match)
+        return article, replaced
 
-        return await self.run(convert_and_add, write=True)
-
-    async def delete_document(self, doc_id: str) -> None:
+    async def write(self, doc_id: str, body: DocumentPut, if_match: str | None = None) -> Written:
+        """Add or replace one article (POST, PUT): on disk (fsynced) and in the index when this returns."""
         pipeline = self.ready_pipeline()
-        await self.run(pipeline.delete_document, doc_id, write=True)
+        self._check_write(body)
+
+        def work() -> Written:
+            article, replaced = self._write_blocking(pipeline, doc_id, body, if_match)
+            return Written(article, replaced, *self._counts())
+
+        return await self.run(work, write=True)
+
+    async def write_bulk(self, items: list[BulkDocument]) -> BulkWritten:
+        """Write ``items`` in order, each through the same path as one POST /documents, in one turn
+        of the write queue. Every item is answered: written (durable before the next one starts)
+        or its error; one item's failure does not stop the others."""
+        pipeline = self.ready_pipeline()
+        limit = self.api.max_bulk_documents
+        if len(items) > limit:
+            raise ApiError(422, "bulk_too_large",
+                           f"the bulk write has {len(items)} documents; the limit is {limit} (QA_MAX_BULK_DOCUMENTS)")
+
+        def work() -> BulkWritten:
+            results: list[BulkItem] = []
+            for i, item in enumerate(items):
+                try:
+                    self._check_write(item)
+                    article, replaced = self._write_blocking(pipeline, item.doc_id, item, item.if_match)
+                except Exception as e:  # each item is answered on its own; BaseException (a kill) is not caught
+                    status, code, message, _ = error_parts(e, f"POST /documents/bulk item {i} ({item.doc_id!r})")
+                    results.append(BulkItem(error=(status, code, message)))
+                else:
+                    results.append(BulkItem(article=article, replaced=replaced))
+            return BulkWritten(results, *self._counts())
+
+        return await self.run(work, write=True)
+
+    async def delete_document(self, doc_id: str) -> tuple[int, int]:
+        """Delete an article; (articles, chunks) left in the index."""
+        pipeline = self.ready_pipeline()
+
+        def work() -> tuple[int, int]:
+            pipeline.delete_document(doc_id)
+            return self._counts()
+
+        return await self.run(work, write=True)
+
+
+@dataclass(frozen=True)
+class Written:
+    """One applied write: the article as stored, whether it replaced one, and the index's size after it."""
+
+    article: Article
+    replaced: bool
+    documents: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    """One item of a bulk write: the article as stored and whether it replaced one, or the error
+    (status, code, message) that the same POST /documents would have been answered with."""
+
+    article: Article | None = None
+    replaced: bool = False
+    error: tuple[int, str, str] | None = None
+
+
+@dataclass(frozen=True)
+class BulkWritten:
+    """A bulk write's outcome per item, in order, and the index's size after the last item."""
+
+    results: list[BulkItem]
+    documents: int
+    chunks: int
+
+
+def to_filters(f: FiltersIn | None) -> Filters | None:
+    """The core's filters (422 for a date that is not one; dateparser is slow: call it in a worker thread)."""
+    return None if f is None else make_filters(f.since, f.until, f.source, f.doc_ids)

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytest
 from httpx import Response
 
 from qa.api.config import ApiSettings
@@ -45,6 +46,50 @@ def test_healthz_answers_while_a_slow_question_is_computed(tmp_path: Path) -> No
         finally:
             hold.set()
         assert slow.result(timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("slow", ["filters", "reader_check", "document"])
+def test_healthz_answers_while_a_request_waits_on_slow_parsing_disk_or_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slow: str
+) -> None:
+    """Dates in filters (dateparser), the reader's model folder (a disk) and an article lookup (the
+    index) are worked out in a worker thread, never on the event loop."""
+    import qa.api.service
+    import qa.ingest.dates
+
+    release, reached = threading.Event(), threading.Event()
+
+    def blocking(real):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            reached.set()
+            if not release.wait(30):
+                raise TimeoutError("never released")
+            return real(*args, **kwargs)
+        return wrapper
+
+    p = make_pipeline(tmp_path)
+    if slow == "filters":
+        monkeypatch.setattr(qa.ingest.dates, "iso_date", blocking(qa.ingest.dates.iso_date))
+        request = ("post", "/ask", {"json": {"question": "Who?", "filters": {"since": "2025-06-01"}}})
+    elif slow == "reader_check":
+        monkeypatch.setattr(qa.api.service, "reader_model_available", blocking(lambda model: False))
+        request = ("post", "/ask", {"json": {"question": "Who?", "reader": "transformers"}})
+    else:
+        monkeypatch.setattr(p, "document", blocking(p.document))
+        request = ("get", "/documents/not-there", {})
+    with make_client(p) as c, ThreadPoolExecutor(1) as pool:
+        method, path, kwargs = request
+        pending = pool.submit(getattr(c, method), path, **kwargs)
+        try:
+            assert reached.wait(10), "the request never reached the slow call"
+            t0 = time.perf_counter()
+            assert c.get("/healthz").status_code == 200
+            assert time.perf_counter() - t0 < QUICK_S
+            assert not pending.done()
+        finally:
+            release.set()
+        # answered as ever once released: with filters, the unavailable reader (422), the unknown id (404)
+        assert pending.result(timeout=10).status_code == {"filters": 200, "reader_check": 422, "document": 404}[slow]
 
 
 def test_concurrent_questions_each_get_their_own_answer(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from qa.settings import Settings
 ENDPOINTS = {("post", "/ask"), ("get", "/ask"), ("post", "/ask/batch"), ("get", "/documents"),
              ("get", "/documents/{doc_id}"), ("post", "/documents"), ("delete", "/documents/{doc_id}"),
              ("get", "/healthz"), ("get", "/readyz"), ("post", "/search"), ("get", "/search"),
-             ("put", "/documents/{doc_id}")}
+             ("put", "/documents/{doc_id}"), ("post", "/documents/bulk")}
 
 
 def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -74,3 +74,20 @@ def test_write_endpoints_declare_bearer_auth(client: TestClient) -> None:
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert spec["paths"]["/documents"]["post"].get("security")
     assert not spec["paths"]["/documents"]["get"].get("security")
+
+
+def test_the_stream_and_the_bulk_write_are_documented(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    batch = spec["paths"]["/ask/batch"]["post"]
+    ndjson = batch["responses"]["200"]["content"]["application/x-ndjson"]
+    assert ndjson["schema"]["$ref"].endswith("/AnswerOut") and ndjson["example"].endswith("\n")
+    accept = next(p for p in batch["parameters"] if p["in"] == "header" and p["name"] == "accept")
+    assert "application/x-ndjson" in accept["description"] and "application/x-ndjson" in batch["description"]
+    bulk = spec["paths"]["/documents/bulk"]["post"]
+    assert bulk.get("security")
+    request = _resolve(spec, bulk["requestBody"]["content"]["application/json"]["schema"])
+    assert "QA_MAX_BULK_DOCUMENTS" in request["properties"]["documents"]["description"]
+    item = _resolve(spec, request["properties"]["documents"]["items"])
+    assert {"doc_id", "text", "html", "title", "if_match"} <= set(item["properties"])
+    out = _resolve(spec, bulk["responses"]["200"]["content"]["application/json"]["schema"])
+    assert {"results", "written", "failed"} <= set(out["properties"])
