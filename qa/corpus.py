@@ -87,14 +87,15 @@ def derive_doc_ids(files: list[Path], root: Path) -> dict[Path, str]:
     return ids
 
 
-def doc_id_of_new_file(path: Path, root: Path) -> str:
+def doc_id_of_new_file(path: Path, root: Path, replacing: Path | None = None) -> str:
     """The id the corpus loader will give ``path`` (which may not exist yet) among the files
-    already in ``root``. Only its folder's files whose names start like its own can share its
-    stem, so only those are listed (a write does not scan the whole corpus)."""
+    already in ``root``, ``replacing`` (a file the write removes) left out. Only its folder's
+    files whose names start like its own can share its stem, so only those are listed (a write
+    does not scan the whole corpus)."""
     prefix = path.name.split(".", 1)[0]
     siblings = path.parent.glob(glob.escape(prefix) + "*") if path.parent.is_dir() else iter(())
-    files = [p for p in siblings if p != path and p.is_file() and p.suffix.lower() in ARTICLE_SUFFIXES
-             and not p.name.startswith(".")]
+    files = [p for p in siblings if p not in (path, replacing) and p.is_file()
+             and p.suffix.lower() in ARTICLE_SUFFIXES and not p.name.startswith(".")]
     return derive_doc_ids(sorted([*files, path]), root)[path]
 
 

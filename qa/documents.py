@@ -19,7 +19,7 @@ from qa.corpus import ARTICLE_SUFFIXES, TEXT_SUFFIXES, doc_id_of_new_file
 from qa.durable import fsync_dir
 from qa.errors import CorpusError, InvalidDocument
 from qa.index import write_atomic
-from qa.ingest import Document
+from qa.ingest import Document, fingerprint
 
 # Letters, digits, dot, dash, underscore; no path separators, no "..", no control characters.
 _DOC_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -69,13 +69,13 @@ def validate_title(title: str | None, max_chars: int) -> str | None:
     return title
 
 
-def compose_text(text: str, title: str | None) -> str:
-    """The article as stored: ``title`` becomes the first line unless the text already starts with it."""
-    if title is None or not title.strip():
-        return text
-    title = " ".join(title.split())
-    first = text.lstrip().split("\n", 1)[0].strip()
-    return text if first == title else f"{title}\n{text}"
+def text_document(text: str, title: str | None = None) -> Document:
+    """A plain-text write with a title, as the record it is stored as (``<doc_id>.json``): the text
+    exactly as given, the title (whitespace runs made one space, as a record is read back) beside
+    it as metadata, never in the text. Its sha256 fingerprints text and title together, so a new
+    title is a new version (a new ETag) and the same write twice changes nothing."""
+    title = " ".join(title.split()) or None if title is not None else None
+    return Document(text=text, sha256=fingerprint({"text": text, "title": title}), title=title)
 
 
 def article_path(corpus_dir: Path, doc_id: str, new_suffix: str = ".txt") -> Path:
@@ -94,9 +94,12 @@ def article_path(corpus_dir: Path, doc_id: str, new_suffix: str = ".txt") -> Pat
 def check_writable_id(corpus_dir: Path, doc_id: str, new_suffix: str = ".txt") -> Path:
     """The file that article ``doc_id`` is written to; InvalidDocument if the corpus loader would
     read that file back under another id (``foo`` where ``foo.md`` and ``foo.txt`` both exist)."""
-    path = article_path(corpus_dir, doc_id, new_suffix)
+    return _check_id(article_path(corpus_dir, doc_id, new_suffix), corpus_dir, doc_id)
+
+
+def _check_id(path: Path, corpus_dir: Path, doc_id: str, replacing: Path | None = None) -> Path:
     try:
-        derived = doc_id_of_new_file(path, corpus_dir)
+        derived = doc_id_of_new_file(path, corpus_dir, replacing)
     except CorpusError as e:
         raise InvalidDocument(f"doc_id {doc_id!r} cannot be stored: {e}") from e
     if derived != doc_id:
@@ -105,29 +108,63 @@ def check_writable_id(corpus_dir: Path, doc_id: str, new_suffix: str = ".txt") -
     return path
 
 
-def write_article(corpus_dir: Path, doc_id: str, text: str) -> Path:
-    """Durably write the article file (atomic replace, fsynced) as plain text."""
+# A text write is stored as plain text, a write with metadata as a record; either may replace the
+# other's file.
+_SWITCHABLE = (*TEXT_SUFFIXES, ".json")
+
+
+def _write_as(corpus_dir: Path, doc_id: str, suffix: str, keeps: tuple[str, ...], data: bytes) -> Path:
+    """Durably write the file of article ``doc_id``: in place when its file has a suffix in
+    ``keeps``, else as ``<doc_id><suffix>``. A plain-text file and a record file replace each
+    other (``foo.txt`` -> ``foo.json`` when a title is added): the new file is written and
+    fsynced before the old one is removed, so a crash in between leaves both (the next load names
+    them ``foo.txt`` and ``foo.json``) and loses neither."""
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    path = check_writable_id(corpus_dir, doc_id)
-    if path.suffix.lower() not in TEXT_SUFFIXES:
-        raise InvalidDocument(f"article {doc_id!r} comes from {path.name}; plain text would replace that file: "
+    existing = article_path(corpus_dir, doc_id, suffix)
+    if existing.is_file() and existing.suffix.lower() == ".json" and not _one_record(existing):
+        raise InvalidDocument(f"{existing.name} in the corpus folder is an archive of articles ({doc_id}/...), "
+                              f"not article {doc_id!r}; a write cannot replace it: use another doc_id")
+    if not existing.is_file() or existing.suffix.lower() in keeps:
+        path = check_writable_id(corpus_dir, doc_id, suffix)
+        write_atomic(path, data)
+        return path
+    what = "plain text" if suffix in TEXT_SUFFIXES else "text with metadata (a title, a date, ...)"
+    if existing.suffix.lower() not in _SWITCHABLE:
+        raise InvalidDocument(f"article {doc_id!r} comes from {existing.name}; {what} would replace that file: "
                               "delete the article first, or add the new version the way the old one came")
-    write_atomic(path, text.encode("utf-8"))
+    if existing.name == doc_id:  # an id that keeps its extension names that one file
+        raise InvalidDocument(f"article {doc_id!r} is the file {existing.name} (its id keeps the extension because "
+                              f"another file shares its name); {what} cannot be stored in it: delete it first")
+    path = _check_id(corpus_dir / f"{doc_id}{suffix}", corpus_dir, doc_id, replacing=existing)
+    write_atomic(path, data)
+    existing.unlink()
+    fsync_dir(corpus_dir)
     return path
+
+
+def _one_record(path: Path) -> bool:
+    """Whether a ``.json`` file is one article (an object), not an archive (a list of records)."""
+    try:
+        return isinstance(json.loads(path.read_bytes()), dict)
+    except (OSError, ValueError):  # unreadable or not JSON: the loader skips it, so it is no article either
+        return True
+
+
+def write_article(corpus_dir: Path, doc_id: str, text: str) -> Path:
+    """Durably write the article file (atomic replace, fsynced) as plain text: its ``.txt`` or
+    ``.md`` file in place, else ``<doc_id>.txt`` (replacing the record file of a text written
+    with metadata)."""
+    return _write_as(corpus_dir, doc_id, ".txt", TEXT_SUFFIXES, text.encode("utf-8"))
 
 
 def write_record_file(corpus_dir: Path, doc_id: str, doc: Document) -> Path:
-    """Durably write a converted document (a page, a PDF, a fetched URL) as ``<doc_id>.json``:
-    its extracted text and metadata, and the original's SHA-256, so that the folder rebuilds to
-    the same article."""
-    corpus_dir.mkdir(parents=True, exist_ok=True)
-    path = check_writable_id(corpus_dir, doc_id, ".json")
-    if path.suffix.lower() != ".json":
-        raise InvalidDocument(f"article {doc_id!r} comes from {path.name}; delete it first to add it as a page")
+    """Durably write a document with metadata (a titled text, a page, a PDF, a fetched URL) as
+    ``<doc_id>.json``: its text and metadata, and the original's SHA-256, so that the folder
+    rebuilds to the same article (replacing the plain-text file of an article written without)."""
     record = {"text": doc.text, "title": doc.title, "date": doc.date, "source": doc.source, "url": doc.url,
               "author": doc.author, "sha256": doc.sha256}
-    write_atomic(path, (json.dumps(record, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
-    return path
+    data = (json.dumps(record, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+    return _write_as(corpus_dir, doc_id, ".json", (".json",), data)
 
 
 @dataclass(frozen=True)
@@ -136,6 +173,7 @@ class Previous:
 
     path: Path
     kept: Path
+    others: frozenset[Path] = frozenset()  # files ``<doc_id>.txt/.md/.json`` besides ``path`` before the write
 
 
 def keep_previous(corpus_dir: Path, doc_id: str) -> Previous | None:
@@ -149,13 +187,22 @@ def keep_previous(corpus_dir: Path, doc_id: str) -> Previous | None:
         os.link(path, kept)
     except OSError:  # a file system without hard links
         shutil.copyfile(path, kept)
-    return Previous(path, kept)
+    return Previous(path, kept, frozenset(_kind_files(corpus_dir, doc_id)) - {path})
+
+
+def _kind_files(corpus_dir: Path, doc_id: str) -> list[Path]:
+    """The files a text or record write of ``doc_id`` may create or replace."""
+    return [p for p in (corpus_dir / f"{doc_id}{suffix}" for suffix in _SWITCHABLE) if p.is_file()]
 
 
 def restore_previous(corpus_dir: Path, doc_id: str, previous: Previous | None) -> None:
-    """Undo a write or delete whose index update failed: the old file back, or the new one gone."""
+    """Undo a write or delete whose index update failed: the old file back, or the new one gone
+    (and the new one of the other kind, where the write replaced ``foo.txt`` by ``foo.json``)."""
     if previous is not None:
         os.replace(previous.kept, previous.path)
+        for other in _kind_files(corpus_dir, doc_id):
+            if other != previous.path and other not in previous.others:  # written by this write
+                other.unlink()
     else:
         article_path(corpus_dir, doc_id).unlink(missing_ok=True)
     fsync_dir(corpus_dir)

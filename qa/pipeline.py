@@ -15,11 +15,11 @@ from qa.answer import assemble
 from qa.corpus import load_corpus, make_article
 from qa.documents import (
     Previous,
-    compose_text,
     delete_article,
     discard_previous,
     keep_previous,
     restore_previous,
+    text_document,
     validate_doc_id,
     validate_text,
     validate_title,
@@ -35,7 +35,6 @@ from qa.errors import (
     IndexCorrupt,
     IndexMissing,
     IndexStale,
-    InvalidDocument,
     InvalidQuestion,
     PreconditionFailed,
 )
@@ -451,9 +450,10 @@ class QAPipeline:
         """
         s = self.settings
         validate_doc_id(doc_id, s.max_doc_id_chars)
-        stored = compose_text(validate_text(text, s.max_document_chars), validate_title(title, s.max_title_chars))
-        if len(stored) > s.max_document_chars:
-            raise InvalidDocument(f"title and text have {len(stored)} characters; the limit is {s.max_document_chars}")
+        stored = validate_text(text, s.max_document_chars)  # exactly as given: a title is metadata
+        title = validate_title(title, s.max_title_chars)
+        if title is not None and title.strip():
+            return self.add_converted(doc_id, text_document(stored, title), if_match)[:2]
         article, replaced, _ = self._put(doc_id, lambda: write_article(self.corpus_dir, doc_id, stored),
                                          lambda path: make_article(doc_id, stored, str(path)), if_match=if_match)
         return article, replaced

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,8 @@ def test_add_replace_delete_are_durable_and_incremental(tmp_path: Path, seeds_co
     p.load(seeds_copy)
     before = p.embedder.embedded  # type: ignore[attr-defined]
     art, replaced = p.add_document("zanzibar", "The Zanzibar summit opened on 3 March.", title="Zanzibar summit")
-    assert not replaced and art.text.startswith("Zanzibar summit\n") and art.title == "Zanzibar summit"
-    assert (seeds_copy / "zanzibar.txt").read_text(encoding="utf-8") == art.text
+    assert not replaced and art.text == "The Zanzibar summit opened on 3 March." and art.title == "Zanzibar summit"
+    assert json.loads((seeds_copy / "zanzibar.json").read_text(encoding="utf-8"))["text"] == art.text
     assert p.embedder.embedded - before <= 2  # type: ignore[attr-defined]  # only the new article
     assert "zanzibar" in load_index(tmp_path / "idx").articles  # persisted
     assert any(h.chunk.doc_id == "zanzibar" for h in p.search("Zanzibar summit", 3))
@@ -62,7 +63,7 @@ def test_write_survives_a_crash_before_the_index_update(
 
 
 @pytest.mark.parametrize(
-    ("text", "title"), [("ok", "bad\x00title"), ("lone \ud800 surrogate", None), ("ok", "t" * 301), ("x" * 10, "y" * 5)]
+    ("text", "title"), [("ok", "bad\x00title"), ("lone \ud800 surrogate", None), ("ok", "t" * 301), ("x" * 13, "y")]
 )
 def test_bad_text_and_titles_are_refused(tmp_path: Path, seeds_copy: Path, text: str, title: str | None) -> None:
     p = _pipeline(tmp_path, seeds_copy)
@@ -70,7 +71,15 @@ def test_bad_text_and_titles_are_refused(tmp_path: Path, seeds_copy: Path, text:
     p.load(seeds_copy)
     with pytest.raises(InvalidDocument):
         p.add_document("newdoc", text, title=title)
-    assert not (seeds_copy / "newdoc.txt").exists()
+    assert not (seeds_copy / "newdoc.txt").exists() and not (seeds_copy / "newdoc.json").exists()
+
+
+def test_a_title_does_not_count_towards_the_text_limit(tmp_path: Path, seeds_copy: Path) -> None:
+    p = _pipeline(tmp_path, seeds_copy)
+    p.settings = p.settings.model_copy(update={"max_document_chars": 12})
+    p.load(seeds_copy)
+    art, _ = p.add_document("newdoc", "x" * 12, title="A title longer than the text")
+    assert art.text == "x" * 12 and art.title == "A title longer than the text"
 
 
 def test_lru_cache_is_safe_under_threads() -> None:

@@ -296,19 +296,16 @@ class Service:
         if body.text is None and body.html is None and not body.url:
             raise ApiError(422, "invalid_request", "give the article's text, its page's html, or a url to fetch")
         limit = self.settings.max_document_chars
-        if body.text is not None:  # the title counts: it is stored as a first line
-            size = len(body.text) + (len(body.title) + 1 if body.title is not None else 0)
-            what = "title and text have" if body.title is not None else "text has"
-        else:
-            size, what = len(body.html or ""), "html has"
+        size = len(body.text or body.html or "")  # a title is metadata: it does not count
         if size > (limit if body.text is not None else 10 * limit):  # a page holds markup besides its text
-            raise ApiError(413, "document_too_large",
-                           f"the {what} {size} characters; the limit is {limit} (QA_MAX_DOCUMENT_CHARS)")
+            raise ApiError(413, "document_too_large", f"the {'text' if body.text is not None else 'html'} has "
+                           f"{size} characters; the limit is {limit} (QA_MAX_DOCUMENT_CHARS)")
 
     def _write_blocking(self, pipeline: QAPipeline, doc_id: str, body: DocumentPut,
                         if_match: str | None) -> tuple[Article, bool]:
-        """One write through the pipeline (in a worker thread): plain text, with a title or not,
-        as it is; text with other metadata, a page or a URL converted first."""
+        """One write through the pipeline (in a worker thread): plain text, with a title or not
+        (kept as metadata, never in the text); text with other metadata, a page or a URL
+        converted first."""
         meta = {"title": body.title, "date": body.date, "source": body.source, "url": body.url,
                 "author": body.author}
         if body.text is not None and body.html is None and all(v is None for k, v in meta.items() if k != "title"):

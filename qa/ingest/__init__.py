@@ -13,7 +13,8 @@ The extracted text is the article: what is chunked, stored and cited.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,13 @@ class Document:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint(fields: Mapping[str, str | None]) -> str:
+    """SHA-256 of a record's fields that are set, as canonical JSON (keys sorted): the version of
+    an article written with metadata, which changes when any of them does."""
+    record = {k: v for k, v in fields.items() if v is not None}
+    return sha256_bytes(json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
 
 Converter = Callable[[bytes, str], list[Document]]

@@ -113,12 +113,12 @@ def ingest_one(text: str | None, html_page: str | None, meta: dict[str, str | No
         InvalidDocument: a date that is not one.
     """
     from qa.errors import InvalidDocument
-    from qa.ingest import html, sha256_bytes
+    from qa.ingest import fingerprint, html
     from qa.ingest.dates import iso_date
     from qa.ingest.fetch import fetch, page_document
 
     if text is not None:
-        doc = Document(text=text, sha256=sha256_bytes(text.encode("utf-8")))
+        doc = Document(text=text, sha256="")  # its fingerprint covers the metadata: set below
     elif html_page is not None:
         doc = html.convert(html_page.encode("utf-8"), "the html", url=meta.get("url"))[0]
     else:
@@ -128,13 +128,23 @@ def ingest_one(text: str | None, html_page: str | None, meta: dict[str, str | No
         doc = page_document(fetch(url, FetchLimits()))
     if len(doc.text) > max_chars:
         raise InvalidDocument(f"the article text has {len(doc.text)} characters; the limit is {max_chars}")
+    given = {}
     for name in ("title", "source", "url", "author"):
         value = meta.get(name)
         if value:
-            setattr(doc, name, " ".join(value.split()))
+            given[name] = " ".join(value.split())
     if meta.get("date"):
         day = iso_date(meta["date"])
         if day is None:
             raise InvalidDocument(f"date {meta['date']!r} is not a date; use YYYY-MM-DD")
-        doc.date = day
+        given["date"] = day
+    for name, value in given.items():
+        setattr(doc, name, value)
+    # The version (sha256, the ETag) covers the metadata given, so that a new title or date is a
+    # write, not "unchanged": the text's fields, or the fetched original and what overrides it.
+    if text is not None:
+        doc.sha256 = fingerprint({"text": doc.text, "title": doc.title, "date": doc.date, "source": doc.source,
+                                  "url": doc.url, "author": doc.author})
+    elif given:
+        doc.sha256 = fingerprint({"original": doc.sha256, **given})
     return doc

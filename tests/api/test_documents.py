@@ -68,7 +68,7 @@ def test_add_ask_delete_round_trip(writable: QAPipeline) -> None:
         assert r.json()["replaced"] is False and r.json()["documents"] == 6
         assert ZANZIBAR_ID in [d["doc_id"] for d in c.get("/documents").json()["documents"]]
         stored = c.get(f"/documents/{ZANZIBAR_ID}").json()
-        assert stored["text"] == f"Zanzibar summit opens\n{ZANZIBAR_TEXT}"
+        assert stored["text"] == ZANZIBAR_TEXT  # exactly the text sent: the title is metadata
         assert stored["title"] == "Zanzibar summit opens"
 
         answer = c.post("/ask", json={"question": ZANZIBAR_QUESTION}).json()
@@ -94,13 +94,13 @@ def test_replacing_answers_200_and_the_new_text_answers(writable: QAPipeline) ->
         assert r.status_code == 200 and r.json()["replaced"] is True and r.json()["documents"] == 6
         writable.reader.answers = {"zanzibar": "4 April 2032"}  # type: ignore[attr-defined]
         assert c.post("/ask", json={"question": ZANZIBAR_QUESTION}).json()["answer"] == "4 April 2032"
-    assert "4 April 2032" in (writable.corpus_dir / f"{ZANZIBAR_ID}.txt").read_text(encoding="utf-8")
+    assert "4 April 2032" in (writable.corpus_dir / f"{ZANZIBAR_ID}.json").read_text(encoding="utf-8")
 
 
 def test_written_article_is_on_disk_when_the_answer_comes(writable: QAPipeline) -> None:
     with make_client(writable) as c:
         assert c.post("/documents", json=NEW).status_code == 201
-    assert (writable.corpus_dir / f"{ZANZIBAR_ID}.txt").is_file()
+    assert (writable.corpus_dir / f"{ZANZIBAR_ID}.json").is_file()  # text with a title: a record
     assert ZANZIBAR_ID in load_index(writable.settings.index_dir).articles
 
 
@@ -229,3 +229,27 @@ def test_put_is_idempotent_and_if_match_stops_a_lost_update(tmp_path) -> None:  
                       headers={"If-Match": "*"}).status_code == 412  # '*': it must exist
         assert c.put("/documents/zanzibar", json={"text": "Final."}, headers={"If-Match": "*"}).status_code == 200
         assert c.put("/documents/zanzibar", json={"doc_id": "x", "text": "y"}).status_code == 422  # no doc_id in body
+
+
+def test_a_title_is_metadata_and_changing_it_is_a_new_version(writable: QAPipeline) -> None:
+    with make_client(writable) as c:
+        first = c.put(f"/documents/{ZANZIBAR_ID}", json={"text": ZANZIBAR_TEXT, "title": "Zanzibar summit opens"})
+        assert first.status_code == 201
+        answer = c.post("/ask", json={"question": ZANZIBAR_QUESTION}).json()
+        cite = answer["citations"][0]
+        assert cite["doc_id"] == ZANZIBAR_ID and cite["title"] == "Zanzibar summit opens"
+        text = c.get(f"/documents/{ZANZIBAR_ID}").json()["text"]
+        assert text == ZANZIBAR_TEXT and text[cite["start"] : cite["end"]] == cite["text"] == "3 March 2031"
+        retitled = c.put(f"/documents/{ZANZIBAR_ID}", json={"text": ZANZIBAR_TEXT, "title": "Summit, day one"},
+                         headers={"If-Match": first.headers["ETag"]})
+        assert retitled.status_code == 200 and retitled.headers["ETag"] != first.headers["ETag"]
+        assert c.get(f"/documents/{ZANZIBAR_ID}").json()["title"] == "Summit, day one"
+        # With other metadata too (the converted path): a change of metadata alone is written, not "unchanged".
+        body = {"text": ZANZIBAR_TEXT, "title": "Summit, day one", "source": "Harbour Gazette"}
+        one = c.put(f"/documents/{ZANZIBAR_ID}", json=body)
+        two = c.put(f"/documents/{ZANZIBAR_ID}", json={**body, "source": "Island Times"})
+        assert one.headers["ETag"] != two.headers["ETag"] != retitled.headers["ETag"]
+        stored = c.get(f"/documents/{ZANZIBAR_ID}").json()
+        assert (stored["source"], stored["text"]) == ("Island Times", ZANZIBAR_TEXT)
+        assert c.put(f"/documents/{ZANZIBAR_ID}", json={**body, "source": "Island Times"}).headers["ETag"] == \
+            two.headers["ETag"]  # the same write again: the same version
