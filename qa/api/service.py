@@ -139,6 +139,11 @@ class Service:
         finally:
             self._gate(write)[0].release_on_behalf_of(slot)
 
+    async def read(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)``, a quick read of the loaded index (an article, a page of the list), in a
+        worker thread but outside the questions' queue: reads never wait behind model work."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+
     def _gate(self, write: bool) -> tuple[anyio.CapacityLimiter, float]:
         return ((self._writes, self.api.write_queue_timeout_s) if write
                 else (self._questions, self.api.queue_timeout_s))
@@ -261,7 +266,7 @@ class Service:
     # ------------------------------------------------------------ documents
     async def document_page(self, limit: int, after: str | None) -> tuple[list[Article], str | None, int]:
         """One page of the article list, off the event loop (a large corpus stalls nothing)."""
-        return await self.run(self.ready_pipeline().document_page, limit, after)
+        return await self.read(self.ready_pipeline().document_page, limit, after)
 
     async def document(self, doc_id: str) -> Article:
         """One article, looked up in a worker thread; 422 for an unsafe doc_id, 404 for an unknown one.
@@ -278,7 +283,7 @@ class Service:
             validate_doc_id(doc_id, self.settings.max_doc_id_chars)
             return pipeline.document(doc_id)
 
-        return await self.run(lookup)
+        return await self.read(lookup)
 
     def _counts(self) -> tuple[int, int]:
         """(articles, chunks) in the current index."""

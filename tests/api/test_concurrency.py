@@ -168,6 +168,24 @@ def test_too_many_requests_in_flight_are_refused_with_503(tmp_path: Path) -> Non
         assert c.post("/ask", json={"question": "Who else?"}).status_code == 200
 
 
+def test_document_reads_do_not_wait_behind_questions(tmp_path: Path) -> None:
+    hold = threading.Event()
+    reader = ScriptedReader(hold=hold)
+    p = make_pipeline(tmp_path, reader=reader)
+    doc_id = sorted(p.index.articles)[0]  # type: ignore[union-attr]
+    with make_client(p, api_settings(max_concurrent_requests=1, max_queued_requests=0)) as c, \
+            ThreadPoolExecutor(1) as pool:
+        first = pool.submit(c.post, "/ask", json={"question": "Who?"})
+        try:
+            assert reader.started.wait(10)
+            assert_error(c.post("/ask", json={"question": "Who else?"}), 503, "busy")  # the one slot is taken
+            assert c.get(f"/documents/{doc_id}").status_code == 200
+            assert c.get("/documents", params={"limit": 2}).status_code == 200
+        finally:
+            hold.set()
+        assert first.result(timeout=10).status_code == 200
+
+
 class GatedEmbedder(FakeEmbedder):
     """``load()`` waits for ``release``: a slow model load."""
 
