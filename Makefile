@@ -18,7 +18,7 @@ $(BIN)/python:
 # The other packages at the exact versions of requirements.lock (tested and audited together).
 $(STAMP): $(BIN)/python pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test]' -c requirements.lock
+	$(BIN)/pip install --quiet -e '.[test,milvus]' -c requirements.lock
 	@touch $(STAMP)
 
 ask: $(STAMP)

@@ -268,45 +268,49 @@ def _corpus_arg(args: argparse.Namespace) -> Path | None:
 def _cmd_index_build(args: argparse.Namespace) -> int:
     from qa.corpus import load_corpus
     from qa.errors import IndexCorrupt, IndexMissing
-    from qa.index import load_index
     from qa.pipeline import QAPipeline
+    from qa.store import StoreView
 
     settings = _settings(args)
     p = QAPipeline(settings)
     corpus = p.resolve_corpus(_corpus_arg(args))
     articles = load_corpus(corpus, settings.max_file_bytes)
-    previous = None
+    previous: StoreView | None = None
     if not args.full:
         try:
-            previous = load_index(settings.index_dir)
+            previous = p.store.open()
         except (IndexMissing, IndexCorrupt):
             previous = None
-    _say(f"building index of {len(articles)} articles from {corpus}/ into {settings.index_dir}/")
+    _say(f"building index of {len(articles)} articles from {corpus}/ into {p.store.location()}")
     index = p.build(articles, previous, show_progress=sys.stderr.isatty(), corpus=corpus)
+    m = index.base_manifest
+    where = getattr(index, "path", None) or p.store.location()
     print(
         f"indexed {len(index.articles)} articles, {index.n_chunks} chunks "
-        f"({index.manifest.index_type} index, {index.manifest.embed_model}, dim {index.manifest.dim}) "
-        f"in {index.path}"
+        f"({m.index_type} index, {m.embed_model}, dim {m.dim}) "
+        f"in {where}"
     )
     return EXIT_OK
 
 
 def _cmd_index_status(args: argparse.Namespace) -> int:
     from qa.corpus import load_corpus
-    from qa.index import manifest_with_journal, staleness
+    from qa.index import staleness
     from qa.pipeline import QAPipeline
+    from qa.store import make_store
 
     settings = _settings(args)
-    m = manifest_with_journal(settings.index_dir)
+    store = make_store(settings)
+    m = store.status_manifest()
     print(
-        f"index {settings.index_dir}/: {len(m.fingerprints)} articles, {m.n_chunks} chunks, "
+        f"index {store.location()}: {len(m.fingerprints)} articles, {m.n_chunks} chunks, "
         f"{m.index_type}, model {m.embed_model} (dim {m.dim}), "
         f"chunks {m.chunk_tokens} tokens / overlap {m.chunk_overlap_tokens}"
     )
     if m.corpus_dir:
         print(f"built from {m.corpus_dir}/")
     try:
-        corpus = QAPipeline(settings).resolve_corpus(_corpus_arg(args))
+        corpus = QAPipeline(settings, store=store).resolve_corpus(_corpus_arg(args))
         fps = {a.doc_id: a.sha256 for a in load_corpus(corpus, settings.max_file_bytes)}
     except CorpusError as e:
         print(f"corpus: {e}")

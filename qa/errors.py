@@ -21,6 +21,10 @@ class IndexCorrupt(QAError):
     """An index file is truncated, garbled or does not match its manifest."""
 
 
+class StoreUnavailable(QAError):
+    """The store (a Milvus server) cannot be reached or refused the operation."""
+
+
 class ModelUnavailable(QAError):
     """A model could not be found or loaded."""
 

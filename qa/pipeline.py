@@ -7,10 +7,9 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 
-from qa import writer_lock
 from qa.answer import assemble
 from qa.corpus import load_corpus, make_article
 from qa.documents import (
@@ -38,25 +37,13 @@ from qa.errors import (
     InvalidQuestion,
     PreconditionFailed,
 )
-from qa.index import (
-    SearchIndex,
-    build_index,
-    current_version,
-    load_index,
-    needs_compaction,
-    needs_rebuild,
-    prepare_put,
-    read_manifest,
-    recorded_corpus,
-    save_index,
-    staleness,
-    write_record,
-)
+from qa.index import prepare_put, staleness
 from qa.ingest import Document
-from qa.journal import JOURNAL, DeleteRecord
+from qa.journal import DeleteRecord
 from qa.read import Reader, make_reader, min_confidence_for, resolve_reader_kind
-from qa.retrieve import HybridRetriever
+from qa.retrieve import Retriever
 from qa.settings import Settings
+from qa.store import Store, StoreView, make_store
 from qa.types import Answer, Article, Filters, Hit
 
 log = logging.getLogger(__name__)
@@ -118,7 +105,8 @@ def validate_question(question: str, max_chars: int) -> str:
 
 
 class QAPipeline:
-    """Embedder + index + retriever + reader, loaded once.
+    """Embedder + store + retriever + reader, loaded once. The store (``QA_STORE``, :mod:`qa.store`)
+    holds the index; the pipeline talks to it only through the store protocol.
 
     Example:
         >>> p = QAPipeline(Settings()); p.load()  # doctest: +SKIP
@@ -126,18 +114,32 @@ class QAPipeline:
         'the 2nd of June'
     """
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: Reader | None = None) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: Reader | None = None,
+                 store: Store | None = None) -> None:
+        self._settings = settings
+        self._own_store = store is None
+        self.store: Store = store if store is not None else make_store(settings)
         self.embedder: Embedder = embedder if embedder is not None else make_embedder(settings)
         self._reader = reader
         self._readers: dict[str, Reader] = {}
-        self.index: SearchIndex | None = None
-        self.retriever: HybridRetriever | None = None
+        self.index: StoreView | None = None
+        self.retriever: Retriever | None = None
         self.corpus_dir: Path = settings.corpus_dir
         self._write_lock = threading.Lock()  # writes are serialised; questions never wait on it
-        self._disk_state: tuple[str, int] | None = None  # (version, journal bytes) the loaded index matches
+        self._stored_version: Hashable | None = None  # the stored state the loaded index matches
         self._compaction: threading.Thread | None = None
-        self._sorted_ids: tuple[SearchIndex, list[str]] | None = None  # a snapshot's doc ids, sorted (pages)
+        self._sorted_ids: tuple[StoreView, list[str]] | None = None  # a snapshot's doc ids, sorted (pages)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        """New settings; a store the pipeline made itself follows them (a store passed in stays)."""
+        self._settings = value
+        if self._own_store:
+            self.store = make_store(value)
 
     # ------------------------------------------------------------ loading
     @property
@@ -189,42 +191,36 @@ class QAPipeline:
         s = self.settings
         if "corpus_dir" in s.model_fields_set:
             return s.corpus_dir
-        try:
-            recorded = recorded_corpus(read_manifest(s.index_dir), s.index_dir)
-        except (IndexMissing, IndexCorrupt):
-            recorded = None
+        recorded = self.store.recorded_corpus()
         if recorded is None:
             return s.corpus_dir
         if not recorded.is_dir():
-            raise CorpusError(f"the index in {s.index_dir}/ was built from {recorded}/, which no longer exists; "
-                              "point to the articles with --corpus DIR or QA_CORPUS_DIR")
+            raise CorpusError(f"the index in {self.store.location()} was built from {recorded}/, which no longer "
+                              "exists; point to the articles with --corpus DIR or QA_CORPUS_DIR")
         return recorded
 
-    def set_index(self, index: SearchIndex) -> None:
+    def set_index(self, index: StoreView) -> None:
         """Swap in a new index (readers of the old one finish with it)."""
-        self.retriever = HybridRetriever(index, self.embedder, self.settings.candidates_k, self.settings.rrf_k)
+        self.retriever = self.store.retriever(index, self.embedder)
         self.index = index
-        self._disk_state = _disk_state_of(index.path)
+        self._stored_version = self.store.version(index)
 
     # ------------------------------------------------------------ other processes
     def index_changed_on_disk(self) -> bool:
         """Whether another process changed the index folder since this one loaded or wrote it: a
         new version in ``CURRENT`` (a rebuild) or journal records this process did not write."""
-        if self.index is None or self.index.path is None:
+        if self.index is None or self._stored_version is None:
             return False
-        try:
-            version = current_version(self.settings.index_dir)
-        except (IndexMissing, IndexCorrupt):
-            return False
-        return _disk_state_of(version) != self._disk_state
+        latest = self.store.latest_version()
+        return latest is not None and latest != self._stored_version
 
     def _reload_if_changed(self) -> bool:
         """Reload the index when another process changed it (call with the writer lock held)."""
         if not self.index_changed_on_disk():
             return False
-        fresh = load_index(self.settings.index_dir)
-        log.info("the index in %s/ was changed by another process; reloaded %s (%d articles)",
-                 self.settings.index_dir, fresh.path.name if fresh.path else "it", len(fresh.articles))
+        fresh = self.store.open()
+        log.info("the index in %s was changed by another process; reloaded it (%d articles)",
+                 self.store.location(), len(fresh.articles))
         self.set_index(fresh)
         return True
 
@@ -235,7 +231,7 @@ class QAPipeline:
         if not self.index_changed_on_disk() or not self._write_lock.acquire(blocking=False):
             return False
         try:
-            with writer_lock.hold(self.settings.index_dir, 0.0, "reloading the index"):
+            with self.store.writer("reloading the index", 0.0):
                 return self._reload_if_changed()
         except IndexBusy:
             return False
@@ -258,7 +254,7 @@ class QAPipeline:
             raise IndexBusy(f"another write or a compaction of the index is still running after {timeout:g}s "
                             "(QA_WRITE_TIMEOUT_S); retry shortly")
         try:
-            with writer_lock.hold(self.settings.index_dir, deadline - time.monotonic(), what):
+            with self.store.writer(what, deadline - time.monotonic()):
                 if refresh:
                     self._reload_if_changed()
                 yield
@@ -271,12 +267,16 @@ class QAPipeline:
         rebuild: bool = True,
         notify: Callable[[str], None] | None = None,
         show_progress: bool = False,
-    ) -> SearchIndex:
-        """The index in ``settings.index_dir``, rebuilt from ``corpus`` if missing, stale or corrupt."""
+    ) -> StoreView:
+        """The stored index, rebuilt from ``corpus`` if missing, stale or corrupt. A store that
+        holds its own articles (Milvus) is the source of truth: ``corpus`` only fills it when empty."""
         s = self.settings
-        previous: SearchIndex | None = None
+        if not self.store.keeps_corpus_files:
+            return self._ensure_own_store(corpus, rebuild, notify, show_progress)
+        where = self.store.location()
+        previous: StoreView | None = None
         try:
-            index = load_index(s.index_dir)
+            index = self.store.open()
             articles = load_corpus(corpus, s.max_file_bytes)
             why = staleness(
                 index.manifest,
@@ -287,17 +287,17 @@ class QAPipeline:
             )
             if why is None:
                 return index
-            built_from = recorded_corpus(index.manifest, s.index_dir)
+            built_from = self.store.recorded_corpus()
             if built_from is not None and built_from.resolve() != corpus.resolve():
                 if not rebuild:
-                    raise IndexStale(f"the index in {s.index_dir}/ was built from {built_from}/, not {corpus}/ "
+                    raise IndexStale(f"the index in {where} was built from {built_from}/, not {corpus}/ "
                                      f"({why}); use --corpus {built_from}, or run `qa index build {corpus}`")
                 if notify:
-                    notify(f"the index in {s.index_dir}/ was built from {built_from}/, not {corpus}/ ({why}); "
+                    notify(f"the index in {where} was built from {built_from}/, not {corpus}/ ({why}); "
                            f"rebuilding it from {corpus}/ as asked (--corpus or QA_CORPUS_DIR; without them "
                            f"the indexed folder is used)")
             elif not rebuild:
-                raise IndexStale(f"the index in {s.index_dir}/ is stale: {why}; run `qa index build {corpus}`")
+                raise IndexStale(f"the index in {where} is stale: {why}; run `qa index build {corpus}`")
             elif notify:
                 notify(f"index is stale ({why}); rebuilding from {corpus}/")
             previous = index
@@ -315,36 +315,46 @@ class QAPipeline:
             articles = load_corpus(corpus, s.max_file_bytes)
         return self.build(articles, previous, show_progress, corpus)
 
+    def _ensure_own_store(self, corpus: Path, rebuild: bool, notify: Callable[[str], None] | None,
+                          show_progress: bool) -> StoreView:
+        """A store holding its own articles: opened as it is, filled from ``corpus`` only when empty;
+        built with another model or other chunk settings, it is stale (never rebuilt behind the back
+        of the replicas writing to it)."""
+        s = self.settings
+        try:
+            index = self.store.open()
+        except IndexMissing:
+            if not rebuild:
+                raise
+            if notify:
+                notify(f"the store {self.store.location()} is empty; filling it from {corpus}/")
+            return self.build(load_corpus(corpus, s.max_file_bytes), None, show_progress, corpus)
+        m = index.base_manifest
+        why = staleness(m, m.fingerprints, self.embedder.name, s.chunk_tokens, s.chunk_overlap_tokens)
+        if why is not None:
+            raise IndexStale(f"the store {self.store.location()} is stale: {why}; run `qa index build <corpus folder>` "
+                             "to rebuild it")
+        return index
+
     def build(
         self,
         articles: list[Article],
-        previous: SearchIndex | None = None,
+        previous: StoreView | None = None,
         show_progress: bool = False,
         corpus: Path | None = None,
-    ) -> SearchIndex:
-        """Build and atomically save an index of ``articles`` (read from the folder ``corpus``,
-        which the manifest records; default: the pipeline's corpus folder)."""
+    ) -> StoreView:
+        """Build and save an index of ``articles`` in the store (read from the folder ``corpus``,
+        which the manifest records; default: the pipeline's corpus folder); atomically in the
+        local store."""
         self.embedder.load()
         with self._writing("building the index", refresh=False):
             return self._build_locked(articles, previous, show_progress, corpus)
 
     def _build_locked(
-        self, articles: list[Article], previous: SearchIndex | None, show_progress: bool, corpus: Path | None
-    ) -> SearchIndex:
-        s = self.settings
-        index = build_index(
-            articles,
-            self.embedder,
-            s.chunk_tokens,
-            s.chunk_overlap_tokens,
-            s.hnsw_min_chunks,
-            previous=previous,
-            show_progress=show_progress,
-            corpus_dir=corpus if corpus is not None else self.corpus_dir,
-            index_dir=s.index_dir,
-        )
-        save_index(index, s.index_dir)
-        return index
+        self, articles: list[Article], previous: StoreView | None, show_progress: bool, corpus: Path | None
+    ) -> StoreView:
+        return self.store.build(articles, self.embedder, previous, show_progress,
+                                corpus if corpus is not None else self.corpus_dir)
 
     # ------------------------------------------------------------ asking
     def search(self, question: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
@@ -400,7 +410,7 @@ class QAPipeline:
         return self.ask_batch([question], top_k, reader, filters, n_best)[0]
 
     # ------------------------------------------------------------ documents
-    def _loaded_index(self) -> SearchIndex:
+    def _loaded_index(self) -> StoreView:
         if self.index is None:
             raise RuntimeError("pipeline not loaded; call load() first")
         return self.index
@@ -417,7 +427,7 @@ class QAPipeline:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         idx = self._loaded_index()
-        if self._sorted_ids is None or self._sorted_ids[0] is not idx:
+        if self._sorted_ids is None or self._sorted_ids[0] is not idx or self.store.live:
             self._sorted_ids = (idx, sorted(idx.articles))
         ids = self._sorted_ids[1]
         lo = bisect.bisect_right(ids, after) if after is not None else 0
@@ -432,18 +442,19 @@ class QAPipeline:
             raise DocumentNotFound(f"no article with doc_id {doc_id!r}")
         return art
 
-    def _writable_index(self) -> SearchIndex:
+    def _writable_index(self) -> StoreView:
         """The current snapshot, reloaded from disk first if a failed write left memory half-updated."""
         current = self._loaded_index()
-        if not current.store.consistent(current.n_rows):
+        if not self.store.consistent(current):
             log.warning("the in-memory index was left half-updated by a failed write; reloading it from disk")
-            current = load_index(self.settings.index_dir)
+            current = self.store.open()
             self.set_index(current)
         return current
 
     def add_document(self, doc_id: str, text: str, title: str | None = None,
                      if_match: str | None = None) -> tuple[Article, bool]:
-        """Add or replace an article: durable file write first, then one journal record.
+        """Add or replace an article: durable file write first, then one journal record (local
+        store); one write to the store that holds the articles (Milvus).
 
         Returns the stored article and whether it replaced an existing one. Questions asked
         meanwhile see the index without the write until it is in the journal and applied.
@@ -455,7 +466,7 @@ class QAPipeline:
         if title is not None and title.strip():
             return self.add_converted(doc_id, text_document(stored, title), if_match)[:2]
         article, replaced, _ = self._put(doc_id, lambda: write_article(self.corpus_dir, doc_id, stored),
-                                         lambda path: make_article(doc_id, stored, str(path)), if_match=if_match)
+                                         lambda path: make_article(doc_id, stored, path), if_match=if_match)
         return article, replaced
 
     def add_converted(self, doc_id: str, doc: Document, if_match: str | None = None) -> tuple[Article, bool, bool]:
@@ -471,10 +482,10 @@ class QAPipeline:
         if doc.title is not None:
             doc.title = validate_title(doc.title[: s.max_title_chars], s.max_title_chars)
         return self._put(doc_id, lambda: write_record_file(self.corpus_dir, doc_id, doc),
-                         lambda path: make_article(doc_id, doc.text, str(path), doc), unless_sha256=doc.sha256,
+                         lambda path: make_article(doc_id, doc.text, path, doc), unless_sha256=doc.sha256,
                          if_match=if_match)
 
-    def _put(self, doc_id: str, write_file: Callable[[], Path], make: Callable[[Path], Article],
+    def _put(self, doc_id: str, write_file: Callable[[], Path], make: Callable[[str], Article],
              unless_sha256: str | None = None, if_match: str | None = None) -> tuple[Article, bool, bool]:
         s = self.settings
         with self._writing(f"writing article {doc_id!r}"):
@@ -483,14 +494,20 @@ class QAPipeline:
             check_if_match(current.articles.get(doc_id), doc_id, if_match)
             if replaced and unless_sha256 is not None and current.articles[doc_id].sha256 == unless_sha256:
                 return current.articles[doc_id], True, True
+            if not self.store.keeps_corpus_files:  # the store holds the article's text: no file
+                article = make("")
+                updated = self.store.write(
+                    current, prepare_put(article, self.embedder, s.chunk_tokens, s.chunk_overlap_tokens))
+                self.set_index(updated)
+                return article, replaced, False
             # A failed journal append (a full disk) puts the old file back and leaves no record:
             # an error answer means nothing changed. A crash (no exception handler runs) leaves
             # the new file, which the next start indexes if its record is not in the journal.
             previous = keep_previous(self.corpus_dir, doc_id)
             try:
-                article = make(write_file())
+                article = make(str(write_file()))
                 record = prepare_put(article, self.embedder, s.chunk_tokens, s.chunk_overlap_tokens)
-                updated = write_record(current, record)
+                updated = self.store.write(current, record)
             except Exception:
                 restore_previous(self.corpus_dir, doc_id, previous)
                 raise
@@ -510,10 +527,13 @@ class QAPipeline:
                 raise DocumentNotFound(f"no article with doc_id {doc_id!r}")
             if len(current.articles) == 1:
                 raise Conflict(f"{doc_id!r} is the last article; an index needs at least one (add another first)")
+            if not self.store.keeps_corpus_files:
+                self.set_index(self.store.write(current, DeleteRecord(doc_id)))
+                return
             previous = keep_previous(self.corpus_dir, doc_id)
             try:
                 delete_article(self.corpus_dir, doc_id)
-                updated = write_record(current, DeleteRecord(doc_id))
+                updated = self.store.write(current, DeleteRecord(doc_id))
             except Exception:
                 restore_previous(self.corpus_dir, doc_id, previous)
                 raise
@@ -531,7 +551,7 @@ class QAPipeline:
         logged and changes nothing: the journal goes on, and a later write tries again.
         """
         s = self.settings
-        if not needs_compaction(self._loaded_index(), s.journal_compact_fraction, s.journal_compact_min_chunks):
+        if not self.store.needs_compaction(self._loaded_index()):
             return
         if not s.compact_in_background:
             self._compact_logged()
@@ -544,8 +564,7 @@ class QAPipeline:
     def _compact_in_background(self) -> None:
         try:
             with self._writing("compacting the index"):
-                s = self.settings
-                if needs_compaction(self._loaded_index(), s.journal_compact_fraction, s.journal_compact_min_chunks):
+                if self.store.needs_compaction(self._loaded_index()):
                     self._compact_logged()
         except Exception as e:  # IndexBusy or anything else: the journal keeps every write
             log.warning("compacting the index journal did not run (%s: %s); the journal keeps every write and a "
@@ -564,34 +583,16 @@ class QAPipeline:
         if thread is not None:
             thread.join(timeout_s)
 
-    def compact(self) -> SearchIndex:
+    def compact(self) -> StoreView:
         """Save the current index as a fresh version with an empty journal: as it is, or rebuilt
         (vectors reused) when too many rows are deleted or the corpus has outgrown flat search."""
         with self._writing("compacting the index"):
             return self._compact_locked(self._loaded_index())
 
-    def _compact_locked(self, index: SearchIndex) -> SearchIndex:
-        s = self.settings
-        if needs_rebuild(index, s.journal_compact_fraction, s.hnsw_min_chunks):
-            index = self._build_locked([index.articles[d] for d in sorted(index.articles)], index, False, None)
-        else:
-            save_index(index, s.index_dir)
+    def _compact_locked(self, index: StoreView) -> StoreView:
+        index = self.store.compact(index, self.embedder, self.corpus_dir)
         self.set_index(index)
         return index
-
-
-def _disk_state_of(version: Path | None) -> tuple[str, int] | None:
-    """(version name, journal bytes) of an index version folder, what another process's
-    rebuild or write changes."""
-    if version is None:
-        return None
-    try:
-        size = (version / JOURNAL).stat().st_size
-    except FileNotFoundError:
-        size = 0
-    except OSError:
-        size = -1
-    return version.name, size
 
 
 def _discard_quietly(previous: Previous | None) -> None:

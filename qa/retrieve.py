@@ -9,11 +9,17 @@ import numpy as np
 from qa.cache import LRUCache
 from qa.embed import Embedder
 from qa.index import EMPTY_TOKEN, SearchIndex, bm25_tokens
+from qa.store.base import StoreView
 from qa.types import Filters, Hit
 
 
 class Retriever(Protocol):
-    """Questions in, ranked chunks out (best first)."""
+    """Questions in, ranked chunks out (best first), from one store view."""
+
+    @property
+    def index(self) -> StoreView: ...
+
+    def embed_questions(self, questions: list[str]) -> np.ndarray: ...
 
     def retrieve_batch(self, questions: list[str], k: int, qvecs: np.ndarray | None = None,
                        filters: Filters | None = None) -> list[list[Hit]]: ...

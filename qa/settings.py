@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,22 @@ class Settings(BaseSettings):
     # Where things live.
     corpus_dir: Path = Path("seeds")
     index_dir: Path = Path("index")
+
+    # Where the index lives (qa/store/): local FAISS + BM25 + journal in index_dir, or Milvus.
+    store: Literal["local", "milvus"] = Field(
+        default="local",
+        description="local: FAISS + BM25 + journal in index_dir (fast, nothing to run); milvus: a Milvus collection "
+        "that holds chunks, vectors and the articles' text, shared by any number of `qa serve` replicas",
+    )
+    milvus_uri: str = Field(
+        default="index/milvus.db",
+        description="with store milvus: a path ending in .db runs Milvus Lite embedded in this process (one process "
+        "per path); http://host:19530 talks to a Milvus server or cluster (or a `milvus-lite server`)",
+    )
+    milvus_token: str | None = Field(default=None, description="Milvus credentials (user:password or an API key)")
+    milvus_collection: str = Field(
+        default="qa", description="the chunk collection's name; the articles live in <name>_articles"
+    )
 
     # How the transformer models run.
     backend: Literal["auto", "onnx", "torch"] = Field(
@@ -148,6 +165,23 @@ class Settings(BaseSettings):
     def _not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError(f"model name must not be empty, got {v!r}")
+        return v
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _milvus_uri(cls, v: str) -> str:
+        v = v.strip()
+        if not (v.endswith(".db") or re.fullmatch(r"(https?|tcp)://[^\s/]+(:\d+)?/?", v) or v.startswith("unix:")):
+            raise ValueError(f"milvus_uri must be a Milvus Lite file ending in .db (index/milvus.db) or a server "
+                             f"address (http://host:19530), got {v!r}")
+        return v
+
+    @field_validator("milvus_collection")
+    @classmethod
+    def _milvus_collection(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,199}", v):
+            raise ValueError(f"milvus_collection must be a letter or _ followed by letters, digits and _ (at most "
+                             f"200), got {v!r}")
         return v
 
     @model_validator(mode="after")

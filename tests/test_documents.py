@@ -48,7 +48,7 @@ def test_write_survives_a_crash_before_the_index_update(
 ) -> None:
     p = _pipeline(tmp_path, seeds_copy)
     p.load(seeds_copy)
-    import qa.pipeline as mod
+    import qa.store.local as mod
 
     def crash(*a: object, **k: object) -> None:
         raise SystemExit("killed")

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import qa.pipeline
+import qa.store.local
 from qa import writer_lock
 from qa.errors import IndexBusy
 from qa.index import current_version, load_index
@@ -83,14 +83,14 @@ def test_the_write_that_starts_a_compaction_is_answered_at_once_and_others_wait_
 ) -> None:
     p = make_pipeline(tmp_path, journal_compact_min_chunks=0, journal_compact_fraction=0.01, write_timeout_s=0.3)
     release, started = threading.Event(), threading.Event()
-    real_save = qa.pipeline.save_index
+    real_save = qa.store.local.save_index
 
     def slow_save(*args: object, **kwargs: object) -> Path:
         started.set()
         release.wait(30)
         return real_save(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(qa.pipeline, "save_index", slow_save)
+    monkeypatch.setattr(qa.store.local, "save_index", slow_save)
     with make_client(p) as c:
         assert c.post("/documents", json=NEW).status_code == 201  # returned with its compaction still running
         assert started.wait(10) and p._compaction is not None and p._compaction.is_alive()
@@ -116,7 +116,7 @@ def test_an_unexpected_compaction_error_never_fails_an_applied_write(
     def broken_save(*args: object, **kwargs: object) -> Path:
         raise KeyError("an error nobody expected")
 
-    monkeypatch.setattr(qa.pipeline, "save_index", broken_save)
+    monkeypatch.setattr(qa.store.local, "save_index", broken_save)
     version = current_version(tmp_path / "idx")
     with make_client(p) as c:
         assert c.post("/documents", json=NEW).status_code == 201

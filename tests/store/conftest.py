@@ -1,0 +1,104 @@
+"""Stores under test: the local one, Milvus Lite embedded in a file, and a `milvus-lite server`
+on a loopback port (started once per session, stopped at the end)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from qa.pipeline import QAPipeline
+from qa.settings import Settings
+from tests.conftest import FakeEmbedder
+from tests.test_index import NoReader
+
+STORES = ["local", "milvus-lite", "milvus-server"]
+SERVER_START_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"milvus-lite server exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"milvus-lite server did not listen on port {port} within {timeout_s:g}s")
+
+
+def start_milvus_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).parent / "milvus-lite"
+    proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc, SERVER_START_S)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a `milvus-lite server` for this session."""
+    port = free_port()
+    proc = start_milvus_server(tmp_path_factory.mktemp("milvus_server"), port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def store_settings(kind: str, tmp_path: Path, corpus: Path, request: pytest.FixtureRequest,
+                   **overrides: object) -> Settings:
+    """Settings of a small-chunk pipeline over ``corpus`` on store ``kind`` (a fresh collection)."""
+    base: dict[str, object] = dict(index_dir=tmp_path / "idx", corpus_dir=corpus, chunk_tokens=60,
+                                   chunk_overlap_tokens=10)
+    if kind == "milvus-lite":
+        base.update(store="milvus", milvus_uri=str(tmp_path / "milvus.db"))
+    elif kind == "milvus-server":
+        base.update(store="milvus", milvus_uri=request.getfixturevalue("milvus_server"),
+                    milvus_collection=f"t_{uuid.uuid4().hex[:12]}")
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=STORES)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make(store_kind: str, tmp_path: Path, seeds_copy: Path,
+                  request: pytest.FixtureRequest) -> Callable[..., QAPipeline]:
+    """A pipeline (fake embedder, no reader) on this test's store; more calls: more processes on it."""
+    settings = store_settings(store_kind, tmp_path, seeds_copy, request)
+
+    def new(embedder: FakeEmbedder | None = None, **overrides: object) -> QAPipeline:
+        s = settings.model_copy(update=overrides) if overrides else settings
+        return QAPipeline(s, embedder=embedder or FakeEmbedder(), reader=NoReader())
+
+    return new
