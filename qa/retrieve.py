@@ -27,6 +27,14 @@ class Retriever(Protocol):
     def retrieve(self, question: str, k: int, filters: Filters | None = None) -> list[Hit]: ...
 
 
+def check_fusion(candidates_k: int, rrf_k: int) -> None:
+    """ValueError naming the bad value unless both retrieval-fusion settings are at least 1."""
+    if candidates_k < 1:
+        raise ValueError(f"candidates_k must be >= 1, got {candidates_k}")
+    if rrf_k < 1:
+        raise ValueError(f"rrf_k must be >= 1, got {rrf_k}")
+
+
 class HybridRetriever:
     """Reciprocal rank fusion of dense and BM25 rankings.
 
@@ -37,10 +45,7 @@ class HybridRetriever:
     def __init__(
         self, index: SearchIndex, embedder: Embedder, candidates_k: int, rrf_k: int, cache_size: int = 1024
     ) -> None:
-        if candidates_k < 1:
-            raise ValueError(f"candidates_k must be >= 1, got {candidates_k}")
-        if rrf_k < 1:
-            raise ValueError(f"rrf_k must be >= 1, got {rrf_k}")
+        check_fusion(candidates_k, rrf_k)
         self.index = index
         self.embedder = embedder
         self.candidates_k = candidates_k

@@ -41,6 +41,7 @@ from qa.embed import Embedder
 from qa.errors import CorpusError, IndexCorrupt, IndexMissing, StoreUnavailable
 from qa.index import _STOPWORDS, Manifest, corpus_location
 from qa.journal import DeleteRecord, PutRecord, Record
+from qa.retrieve import check_fusion
 from qa.settings import Settings
 from qa.store.base import StoreView
 from qa.types import Article, Chunk, Filters, Hit
@@ -547,10 +548,7 @@ class MilvusRetriever:
 
     def __init__(self, view: MilvusView, embedder: Embedder, candidates_k: int, rrf_k: int,
                  cache_size: int = 1024) -> None:
-        if candidates_k < 1:
-            raise ValueError(f"candidates_k must be >= 1, got {candidates_k}")
-        if rrf_k < 1:
-            raise ValueError(f"rrf_k must be >= 1, got {rrf_k}")
+        check_fusion(candidates_k, rrf_k)
         self._view = view
         self.embedder = embedder
         self.candidates_k = candidates_k
