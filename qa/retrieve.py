@@ -27,26 +27,15 @@ class Retriever(Protocol):
     def retrieve(self, question: str, k: int, filters: Filters | None = None) -> list[Hit]: ...
 
 
-def check_fusion(candidates_k: int, rrf_k: int) -> None:
-    """ValueError naming the bad value unless both retrieval-fusion settings are at least 1."""
-    if candidates_k < 1:
-        raise ValueError(f"candidates_k must be >= 1, got {candidates_k}")
-    if rrf_k < 1:
-        raise ValueError(f"rrf_k must be >= 1, got {rrf_k}")
+class FusedRetrieval:
+    """What every hybrid retriever shares: the fusion settings, checked, and the question
+    embedder with its LRU cache of question vectors."""
 
-
-class HybridRetriever:
-    """Reciprocal rank fusion of dense and BM25 rankings.
-
-    ``Hit.score`` is the fused RRF score; ``Hit.dense`` the cosine similarity of question and
-    chunk, which readers use as evidence relevance.
-    """
-
-    def __init__(
-        self, index: SearchIndex, embedder: Embedder, candidates_k: int, rrf_k: int, cache_size: int = 1024
-    ) -> None:
-        check_fusion(candidates_k, rrf_k)
-        self.index = index
+    def __init__(self, embedder: Embedder, candidates_k: int, rrf_k: int, cache_size: int = 1024) -> None:
+        if candidates_k < 1:
+            raise ValueError(f"candidates_k must be >= 1, got {candidates_k}")
+        if rrf_k < 1:
+            raise ValueError(f"rrf_k must be >= 1, got {rrf_k}")
         self.embedder = embedder
         self.candidates_k = candidates_k
         self.rrf_k = rrf_k
@@ -57,6 +46,20 @@ class HybridRetriever:
         if not questions:
             return np.zeros((0, self.embedder.dim), np.float32)
         return np.stack(self._cache.get_or_compute(questions, lambda qs: list(self.embedder.embed_batch(qs))))
+
+
+class HybridRetriever(FusedRetrieval):
+    """Reciprocal rank fusion of dense and BM25 rankings.
+
+    ``Hit.score`` is the fused RRF score; ``Hit.dense`` the cosine similarity of question and
+    chunk, which readers use as evidence relevance.
+    """
+
+    def __init__(
+        self, index: SearchIndex, embedder: Embedder, candidates_k: int, rrf_k: int, cache_size: int = 1024
+    ) -> None:
+        super().__init__(embedder, candidates_k, rrf_k, cache_size)
+        self.index = index
 
     def retrieve_batch(self, questions: list[str], k: int, qvecs: np.ndarray | None = None,
                        filters: Filters | None = None) -> list[list[Hit]]:

@@ -35,13 +35,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from qa.cache import LRUCache
 from qa.chunk import chunk_article
 from qa.embed import Embedder
 from qa.errors import CorpusError, IndexCorrupt, IndexMissing, StoreUnavailable
 from qa.index import _STOPWORDS, Manifest, corpus_location
 from qa.journal import DeleteRecord, PutRecord, Record
-from qa.retrieve import check_fusion
+from qa.retrieve import FusedRetrieval
 from qa.settings import Settings
 from qa.store.base import StoreView
 from qa.types import Article, Chunk, Filters, Hit
@@ -538,7 +537,7 @@ class MilvusView:
         return self.store.status_manifest()
 
 
-class MilvusRetriever:
+class MilvusRetriever(FusedRetrieval):
     """Hybrid retrieval in Milvus: dense (inner product) and BM25 top ``candidates_k`` fused by
     Milvus's RRF ranker (``rrf_k``), filters applied inside both searches.
 
@@ -548,22 +547,12 @@ class MilvusRetriever:
 
     def __init__(self, view: MilvusView, embedder: Embedder, candidates_k: int, rrf_k: int,
                  cache_size: int = 1024) -> None:
-        check_fusion(candidates_k, rrf_k)
+        super().__init__(embedder, candidates_k, rrf_k, cache_size)
         self._view = view
-        self.embedder = embedder
-        self.candidates_k = candidates_k
-        self.rrf_k = rrf_k
-        self._cache: LRUCache[str, np.ndarray] = LRUCache(cache_size)
 
     @property
     def index(self) -> MilvusView:
         return self._view
-
-    def embed_questions(self, questions: list[str]) -> np.ndarray:
-        """Question vectors, with a small LRU cache (repeated questions skip the model)."""
-        if not questions:
-            return np.zeros((0, self.embedder.dim), np.float32)
-        return np.stack(self._cache.get_or_compute(questions, lambda qs: list(self.embedder.embed_batch(qs))))
 
     def retrieve_batch(self, questions: list[str], k: int, qvecs: np.ndarray | None = None,
                        filters: Filters | None = None) -> list[list[Hit]]:
