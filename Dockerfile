@@ -7,6 +7,7 @@
 # QA_API_TOKEN, given at run time as above and never baked into the image, and clients sending
 # "Authorization: Bearer <token>"; without it the server (bound to 0.0.0.0) refuses writes with 403.
 # Added articles live in /app/seeds and the index in /app/index: mount volumes there to keep them.
+# Several replicas on one Milvus store (QA_STORE=milvus): deploy/ (docker compose, Kubernetes).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,15 +24,17 @@ WORKDIR /app
 # CPU torch first, from PyTorch's CPU index: a bare `torch` from PyPI would pull the multi-GB CUDA build.
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
-# The dependencies alone, in their own layer: editing the source does not reinstall them.
+# The dependencies alone, in their own layer: editing the source does not reinstall them. With the
+# `milvus` extra (pymilvus), so that the same image runs with QA_STORE=milvus against a Milvus server
+# (deploy/); the default store stays local.
 COPY pyproject.toml requirements.lock README.md* ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['milvus']))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt -c requirements.lock \
     && rm /tmp/requirements.txt
 
 # The package itself (with the packaged reader model, if one was trained into qa/models/reader).
 COPY qa/ qa/
-RUN pip install --no-cache-dir . -c requirements.lock \
+RUN pip install --no-cache-dir ".[milvus]" -c requirements.lock \
     && rm -rf build qa ./*.egg-info
 
 # A non-root user (10001, named app) that owns what the service writes: the articles and the index.
