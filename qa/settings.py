@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     milvus_collection: str = Field(
         default="qa", description="the chunk collection's name; the articles live in <name>_articles"
     )
+    milvus_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        description="longest one call to Milvus may take (connecting included); past it, or when the server cannot "
+        "be reached, the call fails as 'store unavailable' (the API answers 503 store_unavailable)",
+    )
 
     # How the transformer models run.
     backend: Literal["auto", "onnx", "torch"] = Field(

@@ -48,7 +48,14 @@ class ApiSettings(BaseSettings):
         "(QA_CORS_ORIGINS='[\"https://a.example\"]'); none by default: the page is served from the API's own origin")
     root_path: str = Field(default="", description="the path prefix a reverse proxy serves the API under ('/qa'), "
                            "given to uvicorn: the OpenAPI document and /docs carry it")
-    retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 busy and not-ready answers")
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 busy, not-ready and "
+                               "store_unavailable answers")
+    store_check_s: float = Field(
+        default=1.0, gt=0.0, description="with a shared store (Milvus): how long /readyz reuses its last check that "
+        "the store answers (and its article and chunk counts), and the longest that check may take")
+    store_retry_max_s: float = Field(
+        default=10.0, gt=0.0, description="a store that cannot be reached at start-up is tried again after "
+        "store_check_s, then twice as long each time, up to this; the server becomes ready when it answers")
 
     @field_validator("api_token")
     @classmethod

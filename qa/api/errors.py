@@ -1,7 +1,8 @@
 """Every error leaves the API as ``{"error": {"code", "message"}}``, mapped here and nowhere else.
 
 Domain errors (:mod:`qa.errors`) become 4xx with their one-line message, or a 503 with a
-generic one when the message would describe the server's files. Anything unexpected is a
+generic one when the message would describe the server's files; a store that cannot be reached
+(a Milvus server down) is ``503 store_unavailable`` with Retry-After. Anything unexpected is a
 generic 500; the details (and the traceback) go to the server log only.
 """
 
@@ -31,6 +32,7 @@ from qa.errors import (
     ModelUnavailable,
     PreconditionFailed,
     QAError,
+    StoreUnavailable,
 )
 
 log = logging.getLogger("qa.api")
@@ -38,6 +40,8 @@ log = logging.getLogger("qa.api")
 UNAVAILABLE_MESSAGE = "the service cannot answer right now (index or model unavailable); the server log says why"
 INTERNAL_MESSAGE = "internal error; the server log has the details"
 DISK_FULL_MESSAGE = "the server's disk is full; nothing was changed; retry once space has been freed"
+STORE_MESSAGE = ("the article store cannot be reached right now; retry shortly (a write answered so was not "
+                 "applied, or was applied as a whole: repeating it is safe)")
 STORAGE_MESSAGE = "the server cannot write its files right now; nothing was changed; the server log says why"
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -79,6 +83,8 @@ def error_parts(exc: BaseException, where: str) -> tuple[int, str, str, dict[str
         return exc.status, exc.code, exc.message, exc.headers
     if isinstance(exc, IndexBusy):  # a write that waited too long for another writer: nothing changed
         return 503, "busy", f"the server is busy: {exc}", {"Retry-After": "1"}
+    if isinstance(exc, StoreUnavailable):  # its message names the store's address: the service logs it
+        return 503, "store_unavailable", STORE_MESSAGE, {"Retry-After": "1"}
     if isinstance(exc, QAError):
         for cls, status, code in _CLIENT_ERRORS:
             if isinstance(exc, cls):

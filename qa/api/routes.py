@@ -40,6 +40,7 @@ from qa.api.schemas import (
     Text,
 )
 from qa.api.service import Service, Written
+from qa.errors import StoreUnavailable
 from qa.types import Answer
 
 router = APIRouter()
@@ -88,7 +89,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "the body or the article text is over its limit",
         422: "invalid input (empty or over-long question, top_k out of range, unknown reader, bad doc_id, a date "
              "that is not one, ...), or a page or URL that holds no article (not_ingestible)",
-        503: "still loading, busy, or the index or a model is unavailable",
+        503: "still loading, busy, the index or a model is unavailable, or the store cannot be reached "
+             "(store_unavailable)",
         507: "the server's disk is full; the write was not applied",
     }
     return {s: {"model": ErrorOut, "description": descriptions[s]} for s in statuses}
@@ -300,15 +302,24 @@ async def healthz() -> HealthOut:
 
 
 @router.get("/readyz", response_model=ReadyOut, tags=["health"],
-            responses={503: {"model": ReadyOut, "description": "loading, or the load failed"}},
-            summary="Readiness: models and index loaded")
+            responses={503: {"model": ReadyOut, "description": "loading, the load failed, or the store cannot be "
+                             "reached"}},
+            summary="Readiness: models and index loaded, and the store answers")
 async def readyz(service: ServiceDep) -> Any:
-    if service.status != "ready" or service.pipeline.index is None:
-        message = ("loading models and the index" if service.status == "loading"
-                   else "loading failed; the server log says why")
-        body = ReadyOut(ready=False, status=service.status, message=message)
+    def not_ready(status: Any, message: str) -> JSONResponse:
+        body = ReadyOut(ready=False, status=status, message=message)
         return JSONResponse(body.model_dump(), status_code=503,
                             headers={"Retry-After": str(service.api.retry_after_s)})
+
+    if service.status == "loading" and service.store_down is not None:
+        return not_ready("store_unavailable", "waiting for the store, which cannot be reached yet; retrying")
+    if service.status != "ready" or service.pipeline.index is None:
+        return not_ready(service.status, "loading models and the index" if service.status == "loading"
+                         else "loading failed; the server log says why")
+    try:
+        counts = await service.readiness()
+    except StoreUnavailable:
+        return not_ready("store_unavailable", "the store cannot be reached; the server log says why")
     idx = service.pipeline.index
-    return ReadyOut(ready=True, status="ready", documents=len(idx.articles), chunks=idx.n_chunks,
+    return ReadyOut(ready=True, status="ready", documents=counts.documents, chunks=counts.chunks,
                     embed_model=idx.base_manifest.embed_model, reader=service.pipeline.reader.name)

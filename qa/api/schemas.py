@@ -495,10 +495,11 @@ class HealthOut(BaseModel):
 
 
 class ReadyOut(BaseModel):
-    """Readiness: models and index loaded (503 with ``ready: false`` while loading or after a failed load)."""
+    """Readiness: models and index loaded and the store answering (503 with ``ready: false`` while
+    loading, after a failed load, or while the store cannot be reached)."""
 
     ready: bool
-    status: Literal["loading", "ready", "failed"]
+    status: Literal["loading", "ready", "failed", "store_unavailable"]
     documents: int | None = None
     chunks: int | None = None
     embed_model: str | None = None

@@ -21,11 +21,12 @@ from qa.api.config import ApiSettings
 from qa.api.errors import ApiError, error_parts
 from qa.api.schemas import BulkDocument, DocumentPut, FiltersIn, PassageOut, SearchOut
 from qa.documents import validate_doc_id
-from qa.errors import IndexBusy, QAError
+from qa.errors import IndexBusy, QAError, StoreUnavailable
 from qa.ingest.add import ingest_one
 from qa.pipeline import QAPipeline, make_filters, validate_question
 from qa.read import reader_model_available
 from qa.settings import Settings
+from qa.store import StoreView
 from qa.types import Answer, Article, Filters
 
 log = logging.getLogger("qa.api")
@@ -38,6 +39,12 @@ class Service:
 
     Questions run concurrently in worker threads; writes are serialised by the pipeline's own
     lock, and a question asked during a write sees the old or the new index, never a mix.
+
+    On a shared store (Milvus) the service keeps no state of its own beyond caches keyed by
+    content (question vectors, parsed passages): every question, read and write goes to the
+    store, so any number of replicas answer alike. A store that cannot be reached makes
+    requests ``503 store_unavailable`` and ``/readyz`` false; at start-up the load is retried
+    with backoff until the store answers, and mid-run the store reconnects by itself.
     """
 
     def __init__(self, settings: Settings, api: ApiSettings, pipeline: QAPipeline, bind_host: str = "127.0.0.1",
@@ -55,6 +62,10 @@ class Service:
         self._questions = anyio.CapacityLimiter(api.max_concurrent_requests)
         self._writes = anyio.CapacityLimiter(1)
         self._waiting = {False: 0, True: 0}  # questions, writes; touched only on the event loop thread
+        self.store_down: str | None = None  # why the store cannot be reached; None while it answers
+        # /readyz's last check of a shared store: (when, counts or the error); see readiness()
+        self._readiness: tuple[float, Readiness | StoreUnavailable] | None = None
+        self._readiness_lock = anyio.Lock()
 
     # ------------------------------------------------------------ loading
     def start(self, tg: anyio.abc.TaskGroup) -> None:
@@ -80,18 +91,45 @@ class Service:
                             type(e).__name__, e)
 
     async def _load(self) -> None:
-        try:
-            # abandon_on_cancel: a shutdown during a long load does not wait for it
-            await anyio.to_thread.run_sync(self._load_blocking, abandon_on_cancel=True)
-        except QAError as e:
-            self.status, self.failure = "failed", str(e)
-            log.error("cannot load the pipeline: %s", e)
-        except Exception as e:
-            self.status, self.failure = "failed", f"{type(e).__name__}: {e}"
-            log.exception("cannot load the pipeline")
-        else:
-            self.status = "ready"
+        """Load the pipeline; a store that cannot be reached is tried again (after ``store_check_s``,
+        doubling up to ``store_retry_max_s``) until it answers, so replicas may start before it."""
+        delay = self.api.store_check_s
+        while True:
+            try:
+                # abandon_on_cancel: a shutdown during a long load does not wait for it
+                await anyio.to_thread.run_sync(self._load_blocking, abandon_on_cancel=True)
+            except StoreUnavailable as e:
+                if self.store_down is None:
+                    log.warning("cannot load: %s; trying again until the store answers (every %gs at most)", e,
+                                self.api.store_retry_max_s)
+                self.store_down = str(e)
+                await anyio.sleep(delay)
+                delay = min(2 * delay, self.api.store_retry_max_s)
+                continue
+            except QAError as e:
+                self.status, self.failure = "failed", str(e)
+                log.error("cannot load the pipeline: %s", e)
+            except Exception as e:
+                self.status, self.failure = "failed", f"{type(e).__name__}: {e}"
+                log.exception("cannot load the pipeline")
+            else:
+                self.status = "ready"
+            break
+        self.note_store(None)
         self._loaded()
+
+    def note_store(self, error: StoreUnavailable | None) -> None:
+        """Record that the store failed (``error``) or answered (None); logs only a change, and a
+        failure makes /readyz false at once. Call on the event loop thread."""
+        if error is None:
+            if self.store_down is not None:
+                log.info("the store answers again")
+            self.store_down = None
+            return
+        if self.store_down is None:
+            log.warning("the store cannot be reached: %s; answering 503 store_unavailable until it is back", error)
+        self.store_down = str(error)
+        self._readiness = (anyio.current_time(), error)
 
     def _load_blocking(self) -> None:
         self.pipeline.load(notify=log.info)  # QA_CORPUS_DIR, else the indexed folder
@@ -107,11 +145,48 @@ class Service:
         idx = self.pipeline.index
         if self.status != "ready" or idx is None:
             return self.status
-        return (f"{len(idx.articles)} articles, {idx.n_chunks} chunks, "
-                f"embedding model {idx.base_manifest.embed_model}, reader {self.pipeline.reader.name}")
+        try:
+            counts = f"{len(idx.articles)} articles, {idx.n_chunks} chunks"
+        except StoreUnavailable:
+            counts = "the store does not answer right now"
+        return f"{counts}, embedding model {idx.base_manifest.embed_model}, reader {self.pipeline.reader.name}"
+
+    async def readiness(self) -> Readiness:
+        """The loaded store's article and chunk counts, for /readyz. A shared store (Milvus) is
+        checked (a one-row read within ``store_check_s``, then the counts) at most once every
+        ``store_check_s``; other replicas' writes show in the counts after that at most, this
+        replica's at once.
+
+        Raises:
+            StoreUnavailable: the store did not answer the last check.
+        """
+        idx = self.ready_pipeline().index
+        if idx is None:
+            raise RuntimeError("pipeline not loaded")
+        if not self.pipeline.store.live:  # an in-memory snapshot: counting is free
+            return Readiness(len(idx.articles), idx.n_chunks)
+        async with self._readiness_lock:
+            cached = self._readiness
+            if cached is None or anyio.current_time() - cached[0] >= self.api.store_check_s:
+                try:
+                    result: Readiness | StoreUnavailable = await anyio.to_thread.run_sync(self._check_store, idx)
+                except StoreUnavailable as e:
+                    result = e
+                self.note_store(result if isinstance(result, StoreUnavailable) else None)
+                cached = self._readiness = (anyio.current_time(), result)
+        if isinstance(cached[1], StoreUnavailable):
+            raise cached[1]
+        return cached[1]
+
+    def _check_store(self, idx: StoreView) -> Readiness:
+        self.pipeline.store.ping(self.api.store_check_s)
+        return Readiness(len(idx.articles), idx.n_chunks)
 
     def ready_pipeline(self) -> QAPipeline:
-        """The loaded pipeline; 503 while loading or after a failed load."""
+        """The loaded pipeline; 503 while loading (store_unavailable while waiting for the store)
+        or after a failed load."""
+        if self.status == "loading" and self.store_down is not None:
+            raise StoreUnavailable(self.store_down)
         if self.status != "ready":
             message = ("the service is still loading its models and index; retry shortly" if self.status == "loading"
                        else "the service failed to load its models or index; the server log says why")
@@ -132,17 +207,31 @@ class Service:
         """
         slot = await self._take_slot(write)
         try:
-            return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+            result = await anyio.to_thread.run_sync(functools.partial(fn, *args))
         except IndexBusy as e:
             raise ApiError(503, "busy", f"the server is busy: {e}",
                            headers={"Retry-After": str(self.api.retry_after_s)}) from e
+        except StoreUnavailable as e:
+            raise self._store_unavailable(e) from e
         finally:
             self._gate(write)[0].release_on_behalf_of(slot)
+        if write:
+            self._readiness = None  # /readyz counts this replica's write at once
+        return result
 
     async def read(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)``, a quick read of the loaded index (an article, a page of the list), in a
         worker thread but outside the questions' queue: reads never wait behind model work."""
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+        except StoreUnavailable as e:
+            raise self._store_unavailable(e) from e
+
+    def _store_unavailable(self, e: StoreUnavailable) -> ApiError:
+        """503 store_unavailable for a request the store failed (its address stays in the log)."""
+        self.note_store(e)
+        status, code, message, _ = error_parts(e, "")
+        return ApiError(status, code, message, headers={"Retry-After": str(self.api.retry_after_s)})
 
     def _gate(self, write: bool) -> tuple[anyio.CapacityLimiter, float]:
         return ((self._writes, self.api.write_queue_timeout_s) if write
@@ -364,6 +453,14 @@ class Service:
             return self._counts()
 
         return await self.run(work, write=True)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What /readyz reports of the loaded store."""
+
+    documents: int
+    chunks: int
 
 
 @dataclass(frozen=True)

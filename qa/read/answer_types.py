@@ -132,12 +132,14 @@ def load_spacy(model: str = "en_core_web_sm") -> Any:
 
 
 class ChunkParser:
-    """spaCy parses of chunks, cached by ``(doc_id, start, end)``; thread-safe through the cache."""
+    """spaCy parses of chunks, cached by their text (not by doc id and offsets: a replaced article,
+    written here or through another replica, has other text at the same offsets); thread-safe
+    through the cache."""
 
     def __init__(self, spacy_model: str = "en_core_web_sm", cache_size: int = 4096) -> None:
         self.spacy_model = spacy_model
         self._nlp: Any = None
-        self._docs: LRUCache[tuple[str, int, int], Any] = LRUCache(cache_size)
+        self._docs: LRUCache[str, Any] = LRUCache(cache_size)
 
     @property
     def loaded(self) -> bool:
@@ -150,9 +152,7 @@ class ChunkParser:
     def parse(self, chunks: list[Chunk]) -> list[Any]:
         if self._nlp is None:
             raise RuntimeError("spaCy parser not loaded; call load() first")
-        by_key = {(c.doc_id, c.start, c.end): c for c in chunks}
-        keys = [(c.doc_id, c.start, c.end) for c in chunks]
-        return self._docs.get_or_compute(keys, lambda todo: list(self._nlp.pipe([by_key[k].text for k in todo])))
+        return self._docs.get_or_compute([c.text for c in chunks], lambda todo: list(self._nlp.pipe(todo)))
 
 
 def span_label(doc: Any, start: int, end: int) -> str | None:

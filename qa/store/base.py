@@ -58,6 +58,14 @@ class Store(Protocol):
         """Where it is, for messages (``index/``, ``milvus index/milvus.db collection qa``)."""
         ...
 
+    def ping(self, timeout_s: float) -> None:
+        """Check cheaply (within ``timeout_s``) that the store can be reached now, for readiness.
+
+        Raises:
+            StoreUnavailable: it cannot (a local folder always can: its errors show on use).
+        """
+        ...
+
     def open(self) -> StoreView:
         """The stored index.
 

@@ -49,6 +49,9 @@ class LocalStore:
     def location(self) -> str:
         return f"{self.index_dir}/"
 
+    def ping(self, timeout_s: float) -> None:
+        """Nothing to reach: a folder's problems show when it is read or written."""
+
     def open(self) -> SearchIndex:
         return load_index(self.index_dir)
 

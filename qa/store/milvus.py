@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +57,8 @@ INSERT_BATCH_ROWS = 512  # rows per insert request (well under gRPC's message li
 EMBED_BATCH_CHUNKS = 1_024  # chunks embedded at a time while building
 QUERY_BATCH_ROWS = 1_000  # rows per page when listing every article
 PAD = [1.0, 0.0]
+CONNECT_FAILED = 2  # pymilvus's code for "Fail connecting to server" (the server cannot be reached)
+COLLECTION_NOT_LOADED = 101  # Milvus's error code for a collection that is not loaded (merr.ErrCollectionNotLoaded)
 # Milvus's standard tokenizer (split on word boundaries), lower-cased, without the stopwords the
 # local BM25 drops (qa.index), so that both stores rank keywords alike. The local store also strips
 # a plural "s", which no Milvus filter does in every deployment (Milvus Lite has no stemmer).
@@ -144,8 +146,13 @@ class MilvusStore:
                 embedded = self.uri.endswith(".db")
                 if embedded:
                     Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+                # A server gets a connection of its own (dedicated), so that dropping it after a
+                # failure (_forget) really closes the channel instead of keeping pymilvus's shared one,
+                # which after a long outage waits out gRPC's reconnect backoff (up to minutes).
+                extra = {} if embedded else {"dedicated": True}
                 try:
-                    self._client = MilvusClient(uri=self.uri, token=self.settings.milvus_token or "")
+                    self._client = MilvusClient(uri=self.uri, token=self.settings.milvus_token or "",
+                                                timeout=self.settings.milvus_timeout_s, **extra)
                 except Exception as e:
                     hint = ("; Milvus Lite opens a .db in one process at a time: run `milvus-lite server --data-dir "
                             "DIR` and point every process at http://127.0.0.1:PORT" if embedded else
@@ -153,16 +160,56 @@ class MilvusStore:
                     raise StoreUnavailable(f"cannot open the Milvus store {self.uri} ({_reason(e)}){hint}") from e
             return self._client
 
-    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` with Milvus's errors as :class:`StoreUnavailable` naming ``what``."""
-        try:
-            return fn(*args, **kwargs)
-        except StoreUnavailable:
-            raise
-        except Exception as e:
-            if type(e).__module__.startswith(("pymilvus", "grpc")):
+    def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``client().<method>(*args, **kwargs)`` within ``QA_MILVUS_TIMEOUT_S``, with Milvus's
+        errors as :class:`StoreUnavailable` naming ``what``.
+
+        Safe from any thread. A call that cannot reach the server drops the client, so the next
+        call connects afresh: a replica recovers by itself as soon as the server is back. A server
+        that forgot which collections were loaded (a restarted ``milvus-lite server``) gets them
+        loaded again and the call is retried once.
+        """
+        kwargs.setdefault("timeout", self.settings.milvus_timeout_s)
+        for attempt in range(2):
+            client = self.client()
+            try:
+                return getattr(client, method)(*args, **kwargs)
+            except StoreUnavailable:
+                raise
+            except Exception as e:
+                if not type(e).__module__.startswith(("pymilvus", "grpc")):
+                    raise
+                if attempt == 0 and method != "load_collection" and getattr(e, "code", None) == COLLECTION_NOT_LOADED:
+                    log.warning("the Milvus store %s had unloaded its collections (a restarted server); loading them "
+                                "again", self.uri)
+                    self._load_collections()
+                    continue
+                if _unreachable(e):
+                    self._forget(client)
                 raise StoreUnavailable(f"the Milvus store {self.uri} failed {what} ({_reason(e)})") from e
-            raise
+        raise AssertionError("unreachable")
+
+    def _forget(self, client: Any) -> None:
+        """Drop ``client`` if it is still the current one (calls in flight on it fail as unavailable)."""
+        with self._connect_lock:
+            if self._client is not client:
+                return  # another thread dropped it already
+            self._client = None
+        if not self.uri.endswith(".db"):  # an embedded Milvus Lite stays open until the process exits
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def _load_collections(self) -> None:
+        for name in (self.chunks_name, self.articles_name):
+            self._call("loading a collection", "load_collection", name)
+
+    def ping(self, timeout_s: float) -> None:
+        """Raise :class:`StoreUnavailable` unless the store answers a one-row read within
+        ``timeout_s`` (a cheap check for readiness probes; a missing collection passes: that is
+        :class:`IndexMissing`'s business, not reachability)."""
+        if self._call("answering a check", "has_collection", self.chunks_name, timeout=timeout_s):
+            self._call("answering a check", "query", self.chunks_name, filter="", output_fields=["id"], limit=1,
+                       timeout=timeout_s)
 
     def close(self) -> None:
         """Close the connection (an embedded Milvus Lite stays open until the process exits)."""
@@ -174,12 +221,11 @@ class MilvusStore:
 
     # ------------------------------------------------------------ opening
     def _manifest_or_missing(self) -> Manifest:
-        c = self.client()
-        exists = self._call("listing collections", lambda: c.has_collection(self.chunks_name)
-                            and c.has_collection(self.articles_name))
+        exists = (self._call("listing collections", "has_collection", self.chunks_name)
+                  and self._call("listing collections", "has_collection", self.articles_name))
         if not exists:
             raise IndexMissing(f"nothing in the store {self.location()}; run `qa index build <corpus folder>`")
-        props = self._call("reading the collection", c.describe_collection, self.chunks_name).get("properties") or {}
+        props = self._call("reading the collection", "describe_collection", self.chunks_name).get("properties") or {}
         text = props.get(MANIFEST_PROPERTY)
         if text is None:  # a build that never finished
             raise IndexMissing(f"the store {self.location()} holds no complete build; run `qa index build "
@@ -198,9 +244,7 @@ class MilvusStore:
 
     def open(self) -> MilvusView:
         manifest = self._manifest_or_missing()
-        c = self.client()
-        for name in (self.chunks_name, self.articles_name):
-            self._call("loading a collection", c.load_collection, name)
+        self._load_collections()
         return MilvusView(self, manifest)
 
     def status_manifest(self) -> Manifest:
@@ -223,8 +267,8 @@ class MilvusStore:
 
         c = self.client()
         for name in (self.chunks_name, self.articles_name):
-            if self._call("listing collections", c.has_collection, name):
-                self._call("dropping a collection", c.drop_collection, name)
+            if self._call("listing collections", "has_collection", name):
+                self._call("dropping a collection", "drop_collection", name)
         s = c.create_schema(auto_id=True, enable_dynamic_field=False)
         s.add_field("id", DataType.INT64, is_primary=True)
         s.add_field("doc_id", DataType.VARCHAR, max_length=MAX_ID_BYTES)
@@ -244,7 +288,7 @@ class MilvusStore:
         # inner product = cosine on the embedder's normalised vectors
         ip.add_index(field_name="dense", index_type="AUTOINDEX", metric_type="IP")
         ip.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        self._call("creating the chunk collection", c.create_collection, self.chunks_name, schema=s,
+        self._call("creating the chunk collection", "create_collection", self.chunks_name, schema=s,
                    index_params=ip, consistency_level="Strong")
         a = c.create_schema(auto_id=True, enable_dynamic_field=False)
         a.add_field("id", DataType.INT64, is_primary=True)
@@ -258,7 +302,7 @@ class MilvusStore:
         a.add_field("pad", DataType.FLOAT_VECTOR, dim=len(PAD))
         ap = c.prepare_index_params()
         ap.add_index(field_name="pad", index_type="AUTOINDEX", metric_type="L2")
-        self._call("creating the article collection", c.create_collection, self.articles_name, schema=a,
+        self._call("creating the article collection", "create_collection", self.articles_name, schema=a,
                    index_params=ap, consistency_level="Strong")
 
     def build(self, articles: list[Article], embedder: Embedder, previous: StoreView | None, show_progress: bool,
@@ -293,8 +337,7 @@ class MilvusStore:
                             n_chunks=0, created=time.time(), corpus_dir=corpus_dir, corpus_dir_from_index=corpus_rel,
                             format_version=FORMAT_VERSION)
         data = {k: v for k, v in dataclasses.asdict(manifest).items() if k not in ("fingerprints", "n_chunks", "files")}
-        c = self.client()
-        self._call("saving the manifest", c.alter_collection_properties, self.chunks_name,
+        self._call("saving the manifest", "alter_collection_properties", self.chunks_name,
                    properties={MANIFEST_PROPERTY: json.dumps(data, sort_keys=True)})
         return self.open()
 
@@ -317,20 +360,31 @@ class MilvusStore:
         self._insert(self.articles_name, article_rows)
 
     def _insert(self, name: str, rows: list[dict[str, Any]]) -> None:
-        c = self.client()
         for i in range(0, len(rows), INSERT_BATCH_ROWS):
-            self._call(f"writing to {name}", c.insert, name, rows[i : i + INSERT_BATCH_ROWS])
+            self._call(f"writing to {name}", "insert", name, rows[i : i + INSERT_BATCH_ROWS])
 
     # ------------------------------------------------------------ writes
     def write(self, view: StoreView, record: Record) -> StoreView:
-        """Apply ``record``: a put commits when its article rows are in; older versions go after."""
-        c = self.client()
+        """Apply ``record``: a put commits when its article rows are in; older versions go after.
+
+        Across replicas nothing is locked: each write stamps its rows with its replica's clock
+        (``written``, ns) and removes only rows older than its own, so of two concurrent puts of
+        one doc id the later stamp wins on every replica (with clocks out of step, the later stamp,
+        not the later arrival), and both are acknowledged. A delete removes every row of the id,
+        including those of a put still in flight on another replica. ``If-Match`` (checked by the
+        pipeline just before) is therefore exact within one replica, whose writes are serialised,
+        but only best effort across replicas: two replicas may both accept the same If-Match.
+
+        Raises:
+            StoreUnavailable: the write did not commit (nothing changed), or its outcome is unknown
+                (the server did not answer the commit); repeating the write is safe either way.
+        """
         key = f"doc_id == {literal(record.doc_id)}"
         if isinstance(record, DeleteRecord):
             if self.get_article(record.doc_id) is None:
                 raise ValueError(f"the store does not hold {record.doc_id!r}")
-            self._call("deleting an article", c.delete, self.articles_name, filter=key)
-            self._call("deleting an article's chunks", c.delete, self.chunks_name, filter=key)
+            self._call("deleting an article", "delete", self.articles_name, filter=key)
+            self._after_commit("deleting an article's chunks", self.chunks_name, key)
             return view
         if not isinstance(record, PutRecord):
             raise TypeError(f"unknown write {type(record).__name__}")
@@ -345,14 +399,24 @@ class MilvusStore:
         self._insert(self.chunks_name, _chunk_rows(art, version, written, record.spans, record.vectors))
         self._insert(self.articles_name, _article_rows(art, version, written))
         older = f"{key} and written < {written}"  # a newer write from another replica stays
-        self._call("removing an article's older version", c.delete, self.articles_name, filter=older)
-        self._call("removing an article's older chunks", c.delete, self.chunks_name, filter=older)
+        self._after_commit("removing an article's older version", self.articles_name, older)
+        self._after_commit("removing an article's older chunks", self.chunks_name, older)
         return view
+
+    def _after_commit(self, what: str, name: str, expr: str) -> None:
+        """Delete the rows a committed write left behind. They are never read (retrieval and
+        reads keep only an article's newest complete version), so a failure is logged, not
+        raised: the write is applied, and the next write of that id removes them."""
+        try:
+            self._call(what, "delete", name, filter=expr)
+        except StoreUnavailable as e:
+            log.warning("%s after a write was applied: %s; the rows are never read, and the next write of that "
+                        "article removes them", what, e)
 
     # ------------------------------------------------------------ reads
     def get_article(self, doc_id: str) -> Article | None:
         """The article's newest complete version, or None."""
-        rows = self._call("reading an article", self.client().query, self.articles_name,
+        rows = self._call("reading an article", "query", self.articles_name,
                           filter=f"doc_id == {literal(doc_id)}",
                           output_fields=["version", "written", "part", "parts", "text", "meta"])
         return _newest(doc_id, rows)
@@ -361,7 +425,7 @@ class MilvusStore:
         """doc_id -> the version its article rows hold now (the newest), for those that exist."""
         if not doc_ids:
             return {}
-        rows = self._call("reading article versions", self.client().query, self.articles_name,
+        rows = self._call("reading article versions", "query", self.articles_name,
                           filter=f"part == 0 and doc_id in [{', '.join(literal(d) for d in sorted(set(doc_ids)))}]",
                           output_fields=["doc_id", "version", "written"])
         best: dict[str, tuple[int, str]] = {}
@@ -371,7 +435,7 @@ class MilvusStore:
         return {d: v for d, (_, v) in best.items()}
 
     def has_article(self, doc_id: str) -> bool:
-        rows = self._call("reading an article", self.client().query, self.articles_name,
+        rows = self._call("reading an article", "query", self.articles_name,
                           filter=f"part == 0 and doc_id == {literal(doc_id)}", output_fields=["doc_id"], limit=1)
         return bool(rows)
 
@@ -381,12 +445,11 @@ class MilvusStore:
 
     def _current_articles(self, with_text: bool) -> Iterator[Article]:
         """Every article's newest version (without its text unless ``with_text``), page by page."""
-        c = self.client()
         fields = ["id", "doc_id", "version", "written", "part", "parts", "meta"] + (["text"] if with_text else [])
         rows: dict[str, list[dict[str, Any]]] = {}
         last = -(2**63)
         while True:  # pages by primary key, as pymilvus's query iterator does (without its server-side calls)
-            page = self._call("listing articles", c.query, self.articles_name,
+            page = self._call("listing articles", "query", self.articles_name,
                               filter=f"id > {last}" + ("" if with_text else " and part == 0"), output_fields=fields,
                               limit=QUERY_BATCH_ROWS)
             if not page:
@@ -406,7 +469,7 @@ class MilvusStore:
         return self._count(self.chunks_name, "")
 
     def _count(self, name: str, expr: str) -> int:
-        rows = self._call("counting rows", self.client().query, name, filter=expr, output_fields=["count(*)"])
+        rows = self._call("counting rows", "query", name, filter=expr, output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
     def hybrid_search(self, qvecs: np.ndarray, questions: list[str], candidates_k: int, limit: int, rrf_k: int,
@@ -421,7 +484,7 @@ class MilvusStore:
             AnnSearchRequest(data=list(questions), anns_field="sparse", param={"metric_type": "BM25"},
                              limit=candidates_k, expr=expr),
         ]
-        res = self._call("searching", self.client().hybrid_search, self.chunks_name, reqs, RRFRanker(rrf_k),
+        res = self._call("searching", "hybrid_search", self.chunks_name, reqs, RRFRanker(rrf_k),
                          limit=limit, output_fields=["doc_id", "version", "start", "end", "text", "dense"])
         return [list(r) for r in res]
 
@@ -449,6 +512,15 @@ class MilvusStore:
 
     def compact(self, view: StoreView, embedder: Embedder, corpus: Path | None) -> StoreView:
         return view
+
+
+def _unreachable(e: Exception) -> bool:
+    """Whether ``e`` says the server cannot be reached (rather than that it refused the request)."""
+    import grpc
+
+    if isinstance(e, grpc.RpcError):
+        return bool(e.code() == grpc.StatusCode.UNAVAILABLE)
+    return getattr(e, "code", None) == CONNECT_FAILED
 
 
 def _reason(e: Exception) -> str:

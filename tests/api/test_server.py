@@ -50,12 +50,22 @@ def _env(root: Path, **extra: str) -> dict[str, str]:
 
 
 def _start(root: Path, env: dict[str, str], name: str) -> Server:
+    return _wait_ready(_launch(root, env, name))
+
+
+def _launch(root: Path, env: dict[str, str], name: str) -> Server:
+    """``qa serve`` on a free port, not waited for (its output goes to ``<root>/<name>.log``)."""
     port = _free_port()
     log = root / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([str(QA_BIN), "serve", "--port", str(port)], cwd=root, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
-    server = Server(proc, f"http://127.0.0.1:{port}", log)
+    return Server(proc, f"http://127.0.0.1:{port}", log)
+
+
+def _wait_ready(server: Server) -> Server:
+    """``server`` once /readyz answers 200 (stopped, and the test failed, if it exits or takes too long)."""
+    proc = server.proc
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qa.read.answer_types import AnswerTyper, expected_types, is_typed, type_fit
+from qa.read.answer_types import AnswerTyper, ChunkParser, expected_types, is_typed, type_fit
 from qa.read.transformers_reader import ScoredSpan, TransformersReader
 from qa.settings import Settings
 from qa.types import Chunk, Hit
@@ -130,3 +130,17 @@ def test_type_weight_reranks_the_n_best(tmp_path: Path) -> None:
         for sp in reading.spans:
             assert text[sp.start : sp.end] == sp.text
     assert results == {0.0: "spring", 5.0: "Monday"}
+
+
+def test_parses_are_cached_by_text_so_a_replaced_article_is_parsed_again() -> None:
+    """Same doc id and offsets, other text (the article was replaced, maybe through another replica):
+    the parse is of the new text, never the cached one of the old."""
+
+    class Upper:
+        def pipe(self, texts: list[str]) -> list[str]:
+            return [t.upper() for t in texts]
+
+    parser = ChunkParser()
+    parser._nlp = Upper()
+    assert parser.parse([Chunk("a", 0, 9, "old words")]) == ["OLD WORDS"]
+    assert parser.parse([Chunk("a", 0, 9, "new words")]) == ["NEW WORDS"]

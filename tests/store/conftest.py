@@ -61,6 +61,25 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
+def replica_env(root: Path, uri: str, **extra: str) -> dict[str, str]:
+    """The ``qa`` environment of a replica in ``root`` on the Milvus server at ``uri``: the fake
+    embedder, the span reader, a write token, store checks every 0.5 s; no article folder
+    (``root/corpus`` is not created) and no local index."""
+    from tests.reliability.conftest import TOKEN, fake_model_env
+
+    root.mkdir(parents=True, exist_ok=True)
+    return fake_model_env(root, QA_STORE="milvus", QA_MILVUS_URI=uri, QA_API_TOKEN=TOKEN, QA_LOG_QUESTIONS="false",
+                          QA_STORE_CHECK_S="0.5", QA_STORE_RETRY_MAX_S="1", **extra)
+
+
+def build_store(corpus: Path, env: dict[str, str]) -> None:
+    """``qa index build corpus`` into the store that ``env`` names."""
+    qa = Path(sys.executable).with_name("qa")
+    r = subprocess.run([str(qa), "index", "build", str(corpus)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``http://127.0.0.1:PORT`` of a `milvus-lite server` for this session."""
