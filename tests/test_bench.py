@@ -78,6 +78,8 @@ def test_quick_bench_writes_every_figure(tmp_path: Path, tiny_reader_dir: Path) 
     assert positive(scale["write_p50_ms"]) and scale["write_p95_ms"] >= scale["write_p50_ms"]
     assert scale["bytes_measured"] and positive(scale["bytes_per_chunk"]["vectors"])
     assert positive(scale["bytes_per_chunk"]["index_total"])
+    (local,) = scale["stores"]  # --quick compares the local store only
+    assert local["store"] == "local" and positive(local["retrieve_p50_ms"]) and positive(local["write_p50_ms"])
 
     rd = report["reader"]
     for key in ("ours_ms_per_question", "pipeline_ms_per_question", "forward_ms_per_question",
@@ -118,3 +120,85 @@ def test_mixture_vectors_are_unit_and_clustered() -> None:
 def test_bad_sizes_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert qa_main(["bench", "--sizes", "10k"]) == 2
     assert "--sizes must be comma-separated integers" in capsys.readouterr().err
+
+
+def tiny_scale_settings(tmp_path: Path) -> Settings:
+    return Settings(corpus_dir=SEEDS, index_dir=tmp_path / "unused-index")
+
+
+def test_scale_fills_each_store_and_reports_them_side_by_side(tmp_path: Path) -> None:
+    """200 chunks in the local store, Milvus Lite in a file and a `milvus-lite server`: every
+    store's retrieval and write latencies are measured numbers, through the store protocol."""
+    pytest.importorskip("pymilvus")
+    messages: list[str] = []
+    result = bench.scale_one(200, tiny_scale_settings(tmp_path), ann=(), n_queries=6, save_max=10_000,
+                             embed_chunks_per_s=None, say=messages.append,
+                             stores=("local", "milvus-lite", "milvus-server"))
+
+    assert [r.store for r in result.stores] == ["local", "milvus-lite", "milvus-server"]
+    for run in result.stores:
+        assert run.chunks == 200 and run.queries == 6 and run.writes == bench.WRITE_SAMPLES, run.store
+        for figure in ("fill_s", "fill_chunks_per_s", "retrieve_p50_ms", "write_p50_ms", "disk_bytes_per_chunk"):
+            assert positive(getattr(run, figure)), (run.store, figure)
+        assert run.retrieve_p95_ms >= run.retrieve_p50_ms and run.write_p95_ms >= run.write_p50_ms, run.store
+    local, lite, server = result.stores
+    # The local column is the scale part's own fused retrieval on the auto (flat) index.
+    flat = next(d for d in result.dense if d.kind == "flat")
+    assert local.retrieve_p50_ms == flat.hybrid_p50_ms and local.write_p50_ms == result.write_p50_ms
+    assert local.memory_mib is None and positive(lite.memory_mib) and positive(server.memory_mib)
+    assert any("milvus-server filled" in m for m in messages)
+
+    report = bench.BenchReport(machine=bench.machine_info(), quick=True, settings={}, seeds=None, builds=[],
+                               embed_chunks_per_s=None, scale=[result], reader=None, targets=[], notes=[])
+    md = bench.format_markdown(report)
+    assert "| chunks | figure | local | milvus-lite | milvus-server |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| 200 | retrieval p50 ms |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][2:]
+    assert len(cells) == 3 and all(float(c.replace(",", "")) > 0 for c in cells)
+    stores = report.to_dict()["scale"][0]["stores"]  # type: ignore[index]
+    assert [s["store"] for s in stores] == ["local", "milvus-lite", "milvus-server"]
+
+
+def test_fill_milvus_stores_the_corpus_as_given(tmp_path: Path) -> None:
+    """The bench's bulk fill goes through the store's own schema and insert path: every chunk is
+    there, an article reads back exactly, and a chunk's own vector and words find it first."""
+    pytest.importorskip("pymilvus")
+    from qa.index import Manifest
+    from qa.store.milvus import MilvusStore
+
+    text = bench.ZipfText(bench.zipf_vocabulary(["Istanbul talks began in May"], 300))
+    articles, chunks = bench.synthetic_corpus(text, 40, seed=0)
+    vectors = bench.mixture_vectors(40, 16, seed=0)
+    store = MilvusStore(Settings(store="milvus", milvus_uri=str(tmp_path / "m.db"), milvus_collection="fill"))
+    manifest = Manifest(embed_model="synthetic", dim=16, chunk_tokens=160, chunk_overlap_tokens=32,
+                        index_type="flat", fingerprints={}, n_chunks=40)
+    try:
+        view = bench.fill_milvus(store, manifest, articles, chunks, vectors)
+        assert store.count_chunks() == 40 and store.count_articles() == len(articles)
+        assert store.manifest().dim == 16 and store.manifest().index_type == "milvus"
+        assert view.articles[articles[2].doc_id].text == articles[2].text
+        c = chunks[13]
+        (hits,) = store.retriever(view, FakeEmbedder()).retrieve_batch([c.text[:80]], 3, vectors[13][None, :])
+        assert (hits[0].chunk.doc_id, hits[0].chunk.start, hits[0].chunk.end) == (c.doc_id, c.start, c.end)
+    finally:
+        store.close()
+
+
+def test_milvus_stores_are_skipped_with_a_reason_without_pymilvus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pymilvus", None)  # import pymilvus now raises ImportError
+    from qa.bench.cli import available_stores
+
+    assert bench.milvus_missing() == "pymilvus is not installed (pip install -e '.[milvus]')"
+    stores, notes = available_stores(("local", "milvus-lite", "milvus-server"))
+    assert stores == ("local",)
+    assert notes == ["Milvus stores skipped (milvus-lite, milvus-server): pymilvus is not installed "
+                     "(pip install -e '.[milvus]')"]
+
+
+def test_stores_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = bench.plan_from_args(quick_args(tmp_path / "r.json", stores="milvus-lite, local"))
+    assert plan.stores == ("milvus-lite", "local")
+    assert bench.plan_from_args(quick_args(tmp_path / "r.json")).stores == ("local",)  # --quick
+    assert bench.plan_from_args(quick_args(tmp_path / "r.json", quick=False)).stores == ("local", "milvus-lite")
+    assert qa_main(["bench", "--stores", "local,milvus"]) == 2
+    assert "--stores takes local, milvus-lite, milvus-server; got 'local,milvus'" in capsys.readouterr().err

@@ -14,6 +14,7 @@ Example::
 
     qa bench --quick
     qa bench --sizes 10000,100000,1000000 --repeats 5 --out bench/results.json
+    qa bench --skip seeds,build,reader --sizes 10000,100000 --stores local,milvus-lite,milvus-server
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from qa.bench.config import (
     TARGET_READER_VS_PIPELINE,
     TARGET_RECALL,
     TARGET_RETRIEVE_MS,
+    WRITE_SAMPLES,
     ZIPF_EXPONENT,
     ZIPF_VOCAB,
     Say,
@@ -65,6 +67,7 @@ from qa.bench.results import (
     ReaderResult,
     ScaleResult,
     SeedsResult,
+    StoreRun,
     TargetCheck,
 )
 from qa.bench.scale import (
@@ -79,6 +82,7 @@ from qa.bench.scale import (
     zipf_vocabulary,
 )
 from qa.bench.seeds import ask_command, bench_seeds, measure_cold_start, settings_env
+from qa.bench.stores import bench_milvus, fill_milvus, milvus_missing, write_records
 
 __all__ = [
     "BATCH_SIZE",
@@ -110,6 +114,7 @@ __all__ = [
     "TARGET_READER_VS_PIPELINE",
     "TARGET_RECALL",
     "TARGET_RETRIEVE_MS",
+    "WRITE_SAMPLES",
     "ZIPF_EXPONENT",
     "ZIPF_VOCAB",
     "BenchPlan",
@@ -123,14 +128,17 @@ __all__ = [
     "Say",
     "ScaleResult",
     "SeedsResult",
+    "StoreRun",
     "TargetCheck",
     "ZipfText",
     "add_arguments",
     "ask_command",
     "bench_build",
+    "bench_milvus",
     "bench_reader",
     "bench_seeds",
     "check_targets",
+    "fill_milvus",
     "format_markdown",
     "hf_pipeline_baseline",
     "ivf_nlist",
@@ -140,6 +148,7 @@ __all__ = [
     "make_ivf",
     "measure_cold_start",
     "median_latency",
+    "milvus_missing",
     "mixture_vectors",
     "peak_rss_mib",
     "percentiles",
@@ -151,5 +160,6 @@ __all__ = [
     "settings_env",
     "synthetic_corpus",
     "tokenize_like_reader",
+    "write_records",
     "zipf_vocabulary",
 ]

@@ -12,29 +12,34 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from qa.bench.config import (
     COLD_RUNS,
     DEFAULT_REPEATS,
     DEFAULT_SIZES,
+    DEFAULT_STORES,
     EMBED_SAMPLE_CHUNKS,
+    MILVUS_MAX_CHUNKS,
     QUICK_EMBED_SAMPLE_CHUNKS,
     QUICK_QUESTIONS,
     QUICK_SIZES,
+    QUICK_STORES,
     RECALL_AT,
     SAVE_MAX_CHUNKS,
     SCALE_CHILD_TIMEOUT_S,
     SCALE_QUERIES,
+    STORE_KINDS,
     Say,
 )
 from qa.bench.measure import load_average, machine_info
 from qa.bench.reader import bench_reader
 from qa.bench.report import check_targets, format_markdown
-from qa.bench.results import BenchReport, DenseRun, ScaleResult
+from qa.bench.results import BenchReport, DenseRun, ScaleResult, StoreRun
 from qa.bench.scale import SYNTHETIC_DESCRIPTION, bench_build, scale_one
 from qa.bench.seeds import _COLD_PROBE, ask_command, bench_seeds, measure_cold_start, settings_env
+from qa.bench.stores import MILVUS_KINDS, milvus_missing, milvus_server_command
 from qa.embed import Embedder, make_embedder
 from qa.errors import UsageError
 from qa.pipeline import QAPipeline
@@ -62,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-max", type=int, default=SAVE_MAX_CHUNKS,
                         help="largest size whose index is saved to measure bytes per chunk")
     parser.add_argument("--skip", default="", help="parts to skip, comma-separated: seeds,build,scale,reader")
+    parser.add_argument("--stores", default=None,
+                        help="stores filled with each synthetic corpus and compared side by side, comma-separated: "
+                             f"{','.join(STORE_KINDS)} (default {','.join(DEFAULT_STORES)}; quick "
+                             f"{','.join(QUICK_STORES)})")
+    parser.add_argument("--milvus-max", type=int, default=MILVUS_MAX_CHUNKS,
+                        help="largest synthetic size filled into the Milvus stores (Milvus Lite is pure Python: "
+                             f"filling 100k chunks takes minutes; default {MILVUS_MAX_CHUNKS})")
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,8 @@ class BenchPlan:
     ann: tuple[str, ...]
     save_max: int
     skip: frozenset[str]
+    stores: tuple[str, ...] = ("local",)
+    milvus_max: int = MILVUS_MAX_CHUNKS
 
 
 def plan_from_args(args: argparse.Namespace) -> BenchPlan:
@@ -94,8 +108,9 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
     repeats = args.repeats if args.repeats is not None else (1 if quick else DEFAULT_REPEATS)
     cold = args.cold_runs if args.cold_runs is not None else (1 if quick else COLD_RUNS)
     queries = args.queries if args.queries is not None else (QUICK_QUESTIONS * 5 if quick else SCALE_QUERIES)
+    milvus_max = getattr(args, "milvus_max", MILVUS_MAX_CHUNKS)
     for name, value, low in (("repeats", repeats, 1), ("cold-runs", cold, 0), ("queries", queries, 1),
-                             ("save-max", args.save_max, 0)):
+                             ("save-max", args.save_max, 0), ("milvus-max", milvus_max, 0)):
         if value < low:
             raise UsageError(f"--{name} must be >= {low}, got {value}")
     ann = tuple(a.strip() for a in str(args.ann).split(",") if a.strip())
@@ -106,10 +121,32 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
     unknown = skip - {"seeds", "build", "scale", "reader"}
     if unknown:
         raise UsageError(f"--skip takes seeds, build, scale, reader; got {sorted(unknown)[0]!r}")
+    stores_arg = getattr(args, "stores", None)
+    if stores_arg is not None:
+        stores = tuple(dict.fromkeys(s.strip() for s in str(stores_arg).split(",") if s.strip()))
+        bad_store = [s for s in stores if s not in STORE_KINDS]
+        if bad_store or not stores:
+            raise UsageError(f"--stores takes {', '.join(STORE_KINDS)}; got {stores_arg!r}")
+    else:
+        stores = QUICK_STORES if quick else DEFAULT_STORES
     return BenchPlan(quick=quick, sizes=sizes, repeats=repeats, cold_runs=cold, queries=queries,
                      question_limit=QUICK_QUESTIONS if quick else None,
                      embed_sample=QUICK_EMBED_SAMPLE_CHUNKS if quick else EMBED_SAMPLE_CHUNKS, ann=ann,
-                     save_max=args.save_max, skip=skip)
+                     save_max=args.save_max, skip=skip, stores=stores, milvus_max=milvus_max)
+
+
+def available_stores(stores: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:
+    """The stores of ``stores`` that can run here, and a note for each one left out."""
+    notes: list[str] = []
+    wanted = [s for s in stores if s in MILVUS_KINDS]
+    missing = milvus_missing() if wanted else None
+    if missing is not None:
+        notes.append(f"Milvus stores skipped ({', '.join(wanted)}): {missing}")
+        return tuple(s for s in stores if s not in MILVUS_KINDS), notes
+    if "milvus-server" in stores and milvus_server_command() is None:
+        notes.append("milvus-server skipped: no milvus-lite executable (pip install -e '.[milvus]')")
+        return tuple(s for s in stores if s != "milvus-server"), notes
+    return tuple(stores), notes
 
 
 def load_questions(path: Path, limit: int | None) -> list[str]:
@@ -123,7 +160,8 @@ def _scale_in_child(n: int, settings: Settings, plan: BenchPlan, embed_rate: flo
                     bytes_hint: dict[str, float] | None) -> ScaleResult:
     """Run :func:`scale_one` in a fresh interpreter (its own peak RSS), streaming its progress."""
     config = {"n": n, "ann": list(plan.ann), "queries": plan.queries, "save_max": plan.save_max,
-              "embed_rate": embed_rate, "bytes_hint": bytes_hint, "settings": settings.model_dump(mode="json")}
+              "embed_rate": embed_rate, "bytes_hint": bytes_hint, "settings": settings.model_dump(mode="json"),
+              "stores": list(plan.stores), "milvus_max": plan.milvus_max}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
         cfg = f.name
@@ -146,6 +184,7 @@ def _scale_in_child(n: int, settings: Settings, plan: BenchPlan, embed_rate: flo
         Path(cfg).unlink(missing_ok=True)
         Path(out_path).unlink(missing_ok=True)
     data["dense"] = [DenseRun(**d) for d in data["dense"]]
+    data["stores"] = [StoreRun(**d) for d in data.get("stores", [])]
     return ScaleResult(**data)
 
 
@@ -157,7 +196,7 @@ def _scale_child_main(cfg_path: str, out_path: str) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     result = scale_one(cfg["n"], settings, cfg["ann"], cfg["queries"], cfg["save_max"], cfg["embed_rate"], say,
-                       cfg["bytes_hint"])
+                       cfg["bytes_hint"], cfg["stores"], cfg["milvus_max"])
     Path(out_path).write_text(json.dumps(asdict(result)))
     return 0
 
@@ -179,6 +218,10 @@ def run(args: argparse.Namespace, settings: Settings, say: Say, *, embedder: Emb
     replaces the ``ask`` entry point timed for the cold start.
     """
     plan = plan_from_args(args)
+    stores, store_notes = available_stores(plan.stores) if "scale" not in plan.skip else (plan.stores, [])
+    for note in store_notes:
+        say(f"warning: {note}")
+    plan = replace(plan, stores=stores)
     corpus = args.corpus if args.corpus is not None else settings.corpus_dir
     settings = settings.model_copy(update={"corpus_dir": Path(corpus)})
     questions = load_questions(args.testset, plan.question_limit)
@@ -186,7 +229,8 @@ def run(args: argparse.Namespace, settings: Settings, say: Say, *, embedder: Emb
     notes = [f"synthetic corpora: {SYNTHETIC_DESCRIPTION}",
              "scale sizes run in their own process: peak RSS includes the synthetic corpus being held in memory",
              "dense latencies are single-question searches (k = candidates_k) as `ask` does them; dense+BM25 is "
-             "HybridRetriever.retrieve_batch on one question with its vector given (no embedding)"]
+             "HybridRetriever.retrieve_batch on one question with its vector given (no embedding)",
+             *store_notes]
     say(f"qa bench{' --quick' if plan.quick else ''}: {len(questions)} questions, sizes {list(plan.sizes)}, "
         f"{plan.repeats} repeats")
     report = BenchReport(

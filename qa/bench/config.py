@@ -53,3 +53,14 @@ QUERY_WORDS = 7
 WRITE_SAMPLES = 20
 
 Say = Callable[[str], None]
+
+# Stores compared side by side on the synthetic corpora (``--stores``). Milvus Lite is a
+# pure-Python Milvus: it fills at a few hundred chunks per second here, so sizes above
+# MILVUS_MAX_CHUNKS fill only the local store unless ``--milvus-max`` says otherwise.
+STORE_KINDS = ("local", "milvus-lite", "milvus-server")
+DEFAULT_STORES = ("local", "milvus-lite")
+QUICK_STORES = ("local",)
+MILVUS_MAX_CHUNKS = 100_000
+# Untimed questions before the timed ones: Milvus loads a sealed segment's indexes on first search.
+STORE_WARMUP_QUERIES = 3
+MILVUS_SERVER_START_S = 60.0

@@ -57,6 +57,38 @@ def _f(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
+_STORE_FIGURES = (
+    ("retrieval p50 ms", "retrieve_p50_ms", 2), ("retrieval p95 ms", "retrieve_p95_ms", 2),
+    ("write p50 ms", "write_p50_ms", 2), ("write p95 ms", "write_p95_ms", 2),
+    ("fill s", "fill_s", 1), ("fill chunks/s", "fill_chunks_per_s", 0), ("memory MiB", "memory_mib", 0),
+    ("disk bytes/chunk", "disk_bytes_per_chunk", 0),
+)
+
+
+def _stores_table(report: BenchReport) -> list[str]:
+    """Each synthetic size's figures with one column per store."""
+    kinds = list(dict.fromkeys(r.store for sc in report.scale for r in sc.stores))
+    if not kinds:
+        return []
+    lines = ["## Stores side by side (the same synthetic corpora)", "",
+             "Retrieval: `Store.retriever(...).retrieve_batch` on one question with its vector given (local: "
+             "`HybridRetriever` on the auto index; Milvus: `MilvusRetriever`, one `hybrid_search` with RRF plus the "
+             "current-version check). Write: `Store.write` of one new article of 8 chunks with its vectors. Memory: "
+             "milvus-lite, the bench process's RSS growth while filling and searching (it runs in-process); "
+             "milvus-server, the server's peak RSS; local, see peak RSS above. Disk: local index + article text; "
+             "Milvus, its data folder.", "",
+             "| chunks | figure | " + " | ".join(kinds) + " |", "|---:|---|" + "---:|" * len(kinds)]
+    for sc in report.scale:
+        if not sc.stores:
+            continue
+        by_kind = {r.store: r for r in sc.stores}
+        for label, attr, digits in _STORE_FIGURES:
+            cells = [_f(getattr(by_kind[k], attr), digits) if k in by_kind else "-" for k in kinds]
+            lines.append(f"| {sc.chunks:,} | {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def format_markdown(report: BenchReport) -> str:
     """The report as markdown tables (also printed by ``qa bench``)."""
     m = report.machine
@@ -118,6 +150,7 @@ def format_markdown(report: BenchReport) -> str:
                 f"{_f(per.get('bm25'), 0)} | {_f(per.get('index_total'), 0)} | {_f(per.get('articles'), 0)} | "
                 f"{_f(sc.write_p50_ms, 2)} | {_f(sc.write_p95_ms, 2)} |")
         lines.append("")
+    lines += _stores_table(report)
     r = report.reader
     if r is not None:
         lines += [f"## Reader ({r.questions} questions, {r.passages} passages, {r.windows} windows, "

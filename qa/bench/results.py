@@ -93,6 +93,29 @@ class DenseRun:
 
 
 @dataclass
+class StoreRun:
+    """One store filled with one synthetic corpus, measured through the store protocol as the
+    product runs it: retrieval is ``Store.retriever(...).retrieve_batch`` on one question with its
+    vector given (no embedding), a write is ``Store.write`` of one new article with its vectors."""
+
+    store: str  # local, milvus-lite (embedded in the process) or milvus-server (`milvus-lite server`, loopback gRPC)
+    chunks: int
+    fill_s: float  # local: BM25 + the auto FAISS index; Milvus: inserts + sealing the segments (flush)
+    fill_chunks_per_s: float
+    queries: int
+    retrieve_p50_ms: float
+    retrieve_p95_ms: float
+    writes: int
+    write_p50_ms: float
+    write_p95_ms: float
+    # Milvus Lite: growth of this process's peak RSS while filling and searching (it runs in-process);
+    # milvus-server: the server process's peak RSS; local: None (the scale table's peak RSS holds
+    # every index kind at once, not the one the product loads).
+    memory_mib: float | None = None
+    disk_bytes_per_chunk: float | None = None  # local: index + articles; Milvus: its data folder after sealing
+
+
+@dataclass
 class ScaleResult:
     """One synthetic corpus size."""
 
@@ -116,6 +139,8 @@ class ScaleResult:
     # new article of CHUNKS_PER_ARTICLE chunks with its vectors given (embedding not included).
     write_p50_ms: float | None = None
     write_p95_ms: float | None = None
+    # The same corpus in each store asked for (``--stores``), side by side.
+    stores: list[StoreRun] = field(default_factory=list)
 
 
 @dataclass

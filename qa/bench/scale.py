@@ -22,6 +22,7 @@ from qa.bench.config import (
     HNSW_EF_SWEEP,
     IVF_NPROBE_SWEEP,
     IVF_TRAIN_PER_LIST,
+    MILVUS_MAX_CHUNKS,
     MIX_NOISE,
     MIX_SECOND_TOPIC_MAX,
     MIX_SUBTOPIC_WEIGHT,
@@ -37,6 +38,7 @@ from qa.bench.config import (
 )
 from qa.bench.measure import peak_rss_mib, reset_peak_rss
 from qa.bench.results import BuildResult, DenseRun, ScaleResult
+from qa.bench.stores import MILVUS_KINDS, bench_milvus, local_run, write_records
 from qa.bm25 import RowView, best_rows
 from qa.embed import Embedder
 from qa.index import (
@@ -48,7 +50,6 @@ from qa.index import (
     make_bm25,
     make_faiss_index,
     save_index,
-    write_record,
 )
 from qa.journal import PutRecord
 from qa.retrieve import HybridRetriever
@@ -258,8 +259,13 @@ def _file_bytes(root: Path) -> dict[str, int]:
 
 
 def scale_one(n_chunks: int, settings: Settings, ann: Sequence[str], n_queries: int, save_max: int,
-              embed_chunks_per_s: float | None, say: Say, bytes_hint: dict[str, float] | None = None) -> ScaleResult:
-    """Every measurement at one synthetic corpus size (run it in a fresh process for its peak RSS)."""
+              embed_chunks_per_s: float | None, say: Say, bytes_hint: dict[str, float] | None = None,
+              stores: Sequence[str] = ("local",), milvus_max: int = MILVUS_MAX_CHUNKS) -> ScaleResult:
+    """Every measurement at one synthetic corpus size (run it in a fresh process for its peak RSS).
+
+    ``stores``: the stores to compare side by side (``local``, ``milvus-lite``, ``milvus-server``);
+    the Milvus ones only up to ``milvus_max`` chunks.
+    """
     dim = 384
     t = time.perf_counter()
     seeds = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(Path(settings.corpus_dir).glob("*"))
@@ -305,6 +311,7 @@ def scale_one(n_chunks: int, settings: Settings, ann: Sequence[str], n_queries: 
     _, truth = flat.search(qvecs, RECALL_AT)
     flat_index = SearchIndex.create(manifest, by_id, chunks, flat, bm25)
     hyb = _hybrid_run(flat_index, questions, qvecs, settings)
+    hybrid_times = {"flat": hyb}
     runs.append(DenseRun("flat", "exact", flat_build_s, float(np.median(flat_times)),
                          float(np.percentile(flat_times, 95)), 1.0, float(np.median(hyb)),
                          float(np.percentile(hyb, 95))))
@@ -339,6 +346,7 @@ def scale_one(n_chunks: int, settings: Settings, ann: Sequence[str], n_queries: 
             (good[0], "cheapest meeting recall target") if good else (max(kind_runs), "highest swept"))
         _set_search_param(index, kind, chosen)
         h = _hybrid_run(SearchIndex.create(manifest, by_id, chunks, index, bm25), questions, qvecs, settings)
+        hybrid_times[kind] = h
         kind_runs[chosen].hybrid_p50_ms, kind_runs[chosen].hybrid_p95_ms = float(np.median(h)), float(
             np.percentile(h, 95))
         kind_runs[chosen].role = role
@@ -358,9 +366,10 @@ def scale_one(n_chunks: int, settings: Settings, ann: Sequence[str], n_queries: 
     bytes_per_chunk, measured = _index_bytes(
         SearchIndex.create(manifest, by_id, chunks, auto_faiss, bm25), n_chunks, save_max, bytes_hint)
     projected = (n_chunks / embed_chunks_per_s + index_build_s) if embed_chunks_per_s else None
-    write_times = _bench_writes(SearchIndex.create(manifest, by_id, chunks, auto_faiss, bm25), text, dim)
+    records = _write_records(text, dim)
+    write_times = _bench_writes(SearchIndex.create(manifest, by_id, chunks, auto_faiss, bm25), records, settings)
     say(f"  {n_chunks} chunks: write p50 {np.median(write_times):.2f} ms")
-    return ScaleResult(
+    result = ScaleResult(
         chunks=n_chunks, articles=len(articles), synthetic=SYNTHETIC_DESCRIPTION, generate_s=generate_s,
         bm25_build_s=bm25_build_s, bm25_p50_ms=float(np.median(bm_times)),
         bm25_p95_ms=float(np.percentile(bm_times, 95)), bm25_exhaustive_p50_ms=float(np.median(score_times)),
@@ -370,24 +379,43 @@ def scale_one(n_chunks: int, settings: Settings, ann: Sequence[str], n_queries: 
         peak_rss_mib=peak, write_p50_ms=float(np.median(write_times)),
         write_p95_ms=float(np.percentile(write_times, 95)),
     )
+    if "local" in stores:
+        auto_hybrid = hybrid_times.get(auto_kind, hyb)
+        disk = (bytes_per_chunk["index_total"] + bytes_per_chunk["articles"]
+                if {"index_total", "articles"} <= bytes_per_chunk.keys() else None)
+        result.stores.append(local_run(n_chunks, index_build_s, auto_hybrid, write_times, disk))
+    milvus = [k for k in stores if k in MILVUS_KINDS]
+    if milvus and n_chunks > milvus_max:
+        say(f"  {n_chunks} chunks: Milvus skipped (above --milvus-max {milvus_max})")
+        milvus = []
+    if milvus:
+        del flat, built, auto_faiss, bm25, flat_index
+        gc.collect()
+        vectors = mixture_vectors(n_chunks, dim, seed=2)  # the corpus's vectors again (freed above)
+        for kind in milvus:
+            result.stores.append(bench_milvus(kind, settings, manifest, articles, chunks, vectors, questions, qvecs,
+                                              records, _VectorsOnly(dim), say))
+    return result
 
 
-def _bench_writes(index: SearchIndex, text: ZipfText, dim: int) -> list[float]:
-    """Milliseconds per write of ``WRITE_SAMPLES`` new articles (the last last: it changes ``index``)."""
+def _write_records(text: ZipfText, dim: int) -> list[PutRecord]:
+    """``WRITE_SAMPLES`` new articles of ``CHUNKS_PER_ARTICLE`` chunks with their vectors, the writes
+    every store is timed on."""
     articles, _ = synthetic_corpus(text, WRITE_SAMPLES * CHUNKS_PER_ARTICLE, seed=9)
-    vectors = mixture_vectors(WRITE_SAMPLES * CHUNKS_PER_ARTICLE, dim, seed=10)
+    return write_records(articles, mixture_vectors(WRITE_SAMPLES * CHUNKS_PER_ARTICLE, dim, seed=10))
+
+
+def _bench_writes(index: SearchIndex, records: Sequence[PutRecord], settings: Settings) -> list[float]:
+    """Milliseconds per ``LocalStore.write`` of each record in turn (the last last: it changes ``index``)."""
+    from qa.store.local import LocalStore
+
     times = []
     with tempfile.TemporaryDirectory(prefix="qa-bench-journal-") as tmp:
         index.path = Path(tmp)  # the journal goes there; nothing else is saved
-        for i, a in enumerate(articles):
-            spans, pos = [], 0
-            for part in a.text.split("\n"):
-                spans.append((pos, pos + len(part)))
-                pos += len(part) + 1
-            rows = vectors[i * CHUNKS_PER_ARTICLE : i * CHUNKS_PER_ARTICLE + len(spans)]
-            record = PutRecord(f"written_{i:04d}", a.text, a.title, None, a.sha256, "", spans, rows)
+        store = LocalStore(settings.model_copy(update={"index_dir": Path(tmp)}))
+        for record in records:
             t = time.perf_counter()
-            index = write_record(index, record)
+            index = store.write(index, record)
             times.append((time.perf_counter() - t) * 1000.0)
     return times
 

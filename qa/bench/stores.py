@@ -1,0 +1,240 @@
+"""Part 2, side by side: one synthetic corpus in each store (local, Milvus Lite embedded, a
+``milvus-lite server`` on loopback), with retrieval and writes through the store protocol as the
+product runs them."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qa.bench.config import MILVUS_SERVER_START_S, STORE_WARMUP_QUERIES, Say
+from qa.bench.measure import peak_rss_mib, reset_peak_rss
+from qa.bench.results import StoreRun
+from qa.embed import Embedder
+from qa.index import Manifest
+from qa.journal import PutRecord
+from qa.settings import Settings
+from qa.types import Article, Chunk
+
+if TYPE_CHECKING:
+    from qa.store.milvus import MilvusStore, MilvusView
+
+MILVUS_KINDS = ("milvus-lite", "milvus-server")
+FILL_BATCH_CHUNKS = 1_024  # chunk rows per insert round, as MilvusStore.build inserts an embedding batch
+# Chunks between seals while filling. Milvus Lite seals by itself at 128 MiB of unsealed rows (about
+# 45k chunks at dim 384) inside whichever insert crosses it, which then outlasts QA_MILVUS_TIMEOUT_S
+# on a busy machine; sealing more often keeps every call short (a Milvus server seals by size too).
+FILL_SEAL_CHUNKS = 20_000
+
+
+def milvus_missing() -> str | None:
+    """Why no Milvus store can be benchmarked here, or None."""
+    try:
+        import pymilvus  # noqa: F401
+    except ImportError:
+        return "pymilvus is not installed (pip install -e '.[milvus]')"
+    return None
+
+
+def milvus_server_command() -> list[str] | None:
+    """The ``milvus-lite`` executable (next to this Python, else on PATH) or None."""
+    exe = Path(sys.executable).parent / "milvus-lite"
+    if exe.is_file():
+        return [str(exe)]
+    found = shutil.which("milvus-lite")
+    return [found] if found else None
+
+
+def write_records(articles: Sequence[Article], vectors: np.ndarray) -> list[PutRecord]:
+    """One ``PutRecord`` per article (as ``qa.index``'s writers make them), its chunks one per line
+    of the text and its vectors ``vectors`` in order."""
+    records, row = [], 0
+    for i, a in enumerate(articles):
+        spans, pos = [], 0
+        for part in a.text.split("\n"):
+            spans.append((pos, pos + len(part)))
+            pos += len(part) + 1
+        records.append(PutRecord(f"written_{i:04d}", a.text, a.title, None, a.sha256, "", spans,
+                                 vectors[row : row + len(spans)]))
+        row += len(spans)
+    return records
+
+
+def fill_milvus(store: MilvusStore, manifest: Manifest, articles: Sequence[Article], chunks: Sequence[Chunk],
+                vectors: np.ndarray) -> MilvusView:
+    """Replace what ``store`` holds with ``articles`` already chunked (``chunks``, grouped by
+    article in order) and embedded (``vectors``, one row per chunk), through the store's own
+    schema and insert path (``MilvusStore.build`` without the chunking and embedding), then seal
+    the segments and record ``manifest`` so that ``store.open()`` reads it.
+
+    Sealing (flush, every ``FILL_SEAL_CHUNKS`` and at the end) builds the sealed segments' indexes.
+    Milvus Lite seals by itself only at 128 MiB of unsealed rows or when its process closes the
+    store (so after ``qa index build`` exits); until then every BM25 search rebuilds an index of
+    the unsealed rows.
+    """
+    from qa.store.milvus import FORMAT_VERSION, MANIFEST_PROPERTY, _article_rows, _chunk_rows
+
+    if len(chunks) != len(vectors):
+        raise ValueError(f"one vector per chunk: {len(chunks)} chunks, {len(vectors)} vectors")
+    by_id = {a.doc_id: a for a in articles}
+    store._create(manifest.dim)
+    client = store.client()
+    written = time.time_ns()
+    sealed = 0
+    chunk_rows: list[dict[str, Any]] = []
+    article_rows: list[dict[str, Any]] = []
+    start = 0
+    while start < len(chunks):
+        doc_id = chunks[start].doc_id
+        end = start
+        while end < len(chunks) and chunks[end].doc_id == doc_id:
+            end += 1
+        art, version = by_id[doc_id], uuid.uuid4().hex
+        chunk_rows += _chunk_rows(art, version, written, [(c.start, c.end) for c in chunks[start:end]],
+                                  vectors[start:end])
+        article_rows += _article_rows(art, version, written)
+        start = end
+        if len(chunk_rows) >= FILL_BATCH_CHUNKS or start == len(chunks):
+            store._insert(store.chunks_name, chunk_rows)
+            store._insert(store.articles_name, article_rows)
+            chunk_rows, article_rows = [], []
+            unsealed = start - sealed
+            if unsealed >= FILL_SEAL_CHUNKS or start == len(chunks):
+                for name in (store.chunks_name, store.articles_name):
+                    client.flush(name)
+                sealed = start
+    data = dataclasses.asdict(dataclasses.replace(manifest, index_type="milvus", format_version=FORMAT_VERSION,
+                                                  created=time.time()))
+    data = {k: v for k, v in data.items() if k not in ("fingerprints", "n_chunks", "files")}
+    client.alter_collection_properties(store.chunks_name, properties={MANIFEST_PROPERTY: json.dumps(data,
+                                                                                                    sort_keys=True)})
+    return store.open()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def milvus_server(data_dir: Path, command: Sequence[str]) -> Iterator[tuple[str, int]]:
+    """A ``milvus-lite server`` on a free loopback port: yields its URI and process id."""
+    port = _free_port()
+    proc = subprocess.Popen([*command, "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + MILVUS_SERVER_START_S
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"milvus-lite server exited with {proc.returncode}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"milvus-lite server did not listen on port {port} within "
+                                   f"{MILVUS_SERVER_START_S:g} s")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _process_peak_mib(pid: int) -> float | None:
+    """Peak RSS (VmHWM) of process ``pid`` in MiB, None where /proc cannot tell."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def bench_milvus(kind: str, settings: Settings, manifest: Manifest, articles: Sequence[Article],
+                 chunks: Sequence[Chunk], vectors: np.ndarray, questions: Sequence[str], qvecs: np.ndarray,
+                 records: Sequence[PutRecord], embedder: Embedder, say: Say) -> StoreRun:
+    """Fill a fresh Milvus store of ``kind`` (``milvus-lite``: embedded in a temporary ``.db``;
+    ``milvus-server``: a ``milvus-lite server`` process on loopback) and time retrieval and writes."""
+    from qa.store.milvus import MilvusStore
+
+    if kind not in MILVUS_KINDS:
+        raise ValueError(f"kind must be one of {MILVUS_KINDS}, got {kind!r}")
+    n = len(chunks)
+    with tempfile.TemporaryDirectory(prefix="qa-bench-milvus-") as tmp:
+        data = Path(tmp) / ("milvus.db" if kind == "milvus-lite" else "server")
+        with contextlib.ExitStack() as stack:
+            pid = None
+            if kind == "milvus-server":
+                command = milvus_server_command()
+                if command is None:
+                    raise RuntimeError("no milvus-lite executable (pip install -e '.[milvus]')")
+                data.mkdir()
+                uri, pid = stack.enter_context(milvus_server(data, command))
+            else:
+                uri = str(data)
+            store = MilvusStore(settings.model_copy(update={"store": "milvus", "milvus_uri": uri,
+                                                            "milvus_collection": "bench"}))
+            stack.callback(store.close)
+            store.client()  # connected (Milvus Lite started, its modules loaded) before memory is counted
+            base = reset_peak_rss()
+            t = time.perf_counter()
+            view = fill_milvus(store, manifest, articles, chunks, vectors)
+            fill_s = time.perf_counter() - t
+            say(f"  {n} chunks: {kind} filled in {fill_s:.1f} s ({n / fill_s:,.0f} chunks/s)")
+            retriever = store.retriever(view, embedder)
+            for q, v in list(zip(questions, qvecs, strict=True))[:STORE_WARMUP_QUERIES]:
+                retriever.retrieve_batch([q], settings.top_k, v[None, :])
+            times = []
+            for q, v in zip(questions, qvecs, strict=True):
+                t = time.perf_counter()
+                hits = retriever.retrieve_batch([q], settings.top_k, v[None, :])
+                times.append((time.perf_counter() - t) * 1000.0)
+                if not hits[0]:
+                    raise RuntimeError(f"{kind} found nothing for {q!r} in {n} chunks")
+            say(f"  {n} chunks: {kind} retrieval p50 {np.median(times):.2f} ms")
+            writes = []
+            for record in records:
+                t = time.perf_counter()
+                store.write(view, record)  # a Milvus view follows the store: the same view reads the write
+                writes.append((time.perf_counter() - t) * 1000.0)
+            say(f"  {n} chunks: {kind} write p50 {np.median(writes):.2f} ms")
+            memory = _process_peak_mib(pid) if pid is not None else peak_rss_mib() - base
+            disk = _tree_bytes(data if data.is_dir() else data.parent) / n
+    return StoreRun(store=kind, chunks=n, fill_s=fill_s, fill_chunks_per_s=n / fill_s, queries=len(times),
+                    retrieve_p50_ms=float(np.median(times)), retrieve_p95_ms=float(np.percentile(times, 95)),
+                    writes=len(writes), write_p50_ms=float(np.median(writes)),
+                    write_p95_ms=float(np.percentile(writes, 95)), memory_mib=memory, disk_bytes_per_chunk=disk)
+
+
+def local_run(n_chunks: int, fill_s: float, hybrid_ms: Sequence[float], write_ms: Sequence[float],
+              disk_bytes_per_chunk: float | None) -> StoreRun:
+    """The local store's column, from the scale part's own measurements on the auto index."""
+    return StoreRun(store="local", chunks=n_chunks, fill_s=fill_s, fill_chunks_per_s=n_chunks / fill_s,
+                    queries=len(hybrid_ms), retrieve_p50_ms=float(np.median(hybrid_ms)),
+                    retrieve_p95_ms=float(np.percentile(hybrid_ms, 95)), writes=len(write_ms),
+                    write_p50_ms=float(np.median(write_ms)), write_p95_ms=float(np.percentile(write_ms, 95)),
+                    memory_mib=None, disk_bytes_per_chunk=disk_bytes_per_chunk)
+
