@@ -169,6 +169,15 @@ def _process_peak_mib(pid: int) -> float | None:
     return None
 
 
+def _release_embedded(path: Path) -> None:
+    """Stop the in-process Milvus Lite of ``path``: closing the client leaves it running until the
+    process exits, when it would write its data folder again after the folder is gone."""
+    with contextlib.suppress(ImportError):
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(str(path))
+
+
 def _tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
@@ -195,6 +204,7 @@ def bench_milvus(kind: str, settings: Settings, manifest: Manifest, articles: Se
                 uri, pid = stack.enter_context(milvus_server(data, command))
             else:
                 uri = str(data)
+                stack.callback(_release_embedded, data)
             store = MilvusStore(settings.model_copy(update={"store": "milvus", "milvus_uri": uri,
                                                             "milvus_collection": "bench"}))
             stack.callback(store.close)
