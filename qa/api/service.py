@@ -75,6 +75,7 @@ class Service:
             self._loaded()
         else:
             tg.start_soon(self._load)
+        tg.start_soon(self._warm_dates)
         if self.settings.index_poll_s > 0:
             tg.start_soon(self._watch_index)
 
@@ -89,6 +90,13 @@ class Service:
             except Exception as e:  # a half-written or garbled folder: keep serving what is loaded
                 log.warning("could not reload the index changed on disk (%s: %s); serving the loaded one",
                             type(e).__name__, e)
+
+    async def _warm_dates(self) -> None:
+        """dateparser loads its language data on its first parse (seconds, more on a busy machine):
+        do that in a worker thread now, not inside the first request that filters by a date."""
+        from qa.ingest.dates import warm_date_parser
+
+        await anyio.to_thread.run_sync(warm_date_parser, abandon_on_cancel=True)
 
     async def _load(self) -> None:
         """Load the pipeline; a store that cannot be reached is tried again (after ``store_check_s``,

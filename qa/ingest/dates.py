@@ -30,3 +30,9 @@ def iso_date(value: object) -> str | None:
 
     parsed = dateparser.parse(text, settings={"RETURN_AS_TIMEZONE_AWARE": False, "PREFER_DAY_OF_MONTH": "first"})
     return parsed.date().isoformat() if parsed is not None else None
+
+
+def warm_date_parser() -> None:
+    """Parse one non-ISO date, so dateparser loads its language data (seconds) now, not in the
+    first request that filters by a date in words."""
+    iso_date("1 June 2025")

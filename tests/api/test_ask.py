@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
 from fastapi.testclient import TestClient
 
 from qa.pipeline import QAPipeline
@@ -93,3 +96,16 @@ def test_get_ask_takes_the_post_name_too(client) -> None:  # type: ignore[no-unt
     assert by_q.json()["retrieved"] == by_name.json()["retrieved"]
     assert client.get("/ask").status_code == 422
     assert client.get("/ask", params={"q": "a?", "question": "b?"}).status_code == 422
+
+
+def test_the_server_warms_the_date_parser_at_start(shared_pipeline: QAPipeline, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    """dateparser's first parse takes seconds: the server does it in the background at start-up,
+    not inside the first request that filters by a date in words."""
+    import qa.ingest.dates
+
+    warmed = threading.Event()
+    monkeypatch.setattr(qa.ingest.dates, "warm_date_parser", warmed.set)
+    with make_client(shared_pipeline) as c:
+        assert c.get("/healthz").status_code == 200
+        assert warmed.wait(10)
