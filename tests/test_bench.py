@@ -146,6 +146,7 @@ def test_scale_fills_each_store_and_reports_them_side_by_side(tmp_path: Path) ->
     flat = next(d for d in result.dense if d.kind == "flat")
     assert local.retrieve_p50_ms == flat.hybrid_p50_ms and local.write_p50_ms == result.write_p50_ms
     assert local.memory_mib is None and positive(lite.memory_mib) and positive(server.memory_mib)
+    assert positive(lite.first_retrieve_ms) and positive(server.first_retrieve_ms)
     assert any("milvus-server filled" in m for m in messages)
 
     report = bench.BenchReport(machine=bench.machine_info(), quick=True, settings={}, seeds=None, builds=[],

@@ -64,3 +64,6 @@ MILVUS_MAX_CHUNKS = 100_000
 # Untimed questions before the timed ones: Milvus loads a sealed segment's indexes on first search.
 STORE_WARMUP_QUERIES = 3
 MILVUS_SERVER_START_S = 60.0
+# The longest one Milvus call may take in the bench (QA_MILVUS_TIMEOUT_S is sized for serving): the
+# first search after a fill loads every sealed segment's indexes, which takes long on a busy machine.
+BENCH_MILVUS_TIMEOUT_S = 600.0

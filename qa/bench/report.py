@@ -59,6 +59,7 @@ def _f(x: float | None, digits: int = 1) -> str:
 
 _STORE_FIGURES = (
     ("retrieval p50 ms", "retrieve_p50_ms", 2), ("retrieval p95 ms", "retrieve_p95_ms", 2),
+    ("first retrieval after opening ms", "first_retrieve_ms", 1),
     ("write p50 ms", "write_p50_ms", 2), ("write p95 ms", "write_p95_ms", 2),
     ("fill s", "fill_s", 1), ("fill chunks/s", "fill_chunks_per_s", 0), ("memory MiB", "memory_mib", 0),
     ("disk bytes/chunk", "disk_bytes_per_chunk", 0),

@@ -113,6 +113,9 @@ class StoreRun:
     # every index kind at once, not the one the product loads).
     memory_mib: float | None = None
     disk_bytes_per_chunk: float | None = None  # local: index + articles; Milvus: its data folder after sealing
+    # The first question after the store is filled and opened (Milvus loads the sealed segments'
+    # indexes then); not among the timed ones. None for local (its index is already in memory).
+    first_retrieve_ms: float | None = None
 
 
 @dataclass

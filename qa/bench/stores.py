@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa.bench.config import MILVUS_SERVER_START_S, STORE_WARMUP_QUERIES, Say
+from qa.bench.config import BENCH_MILVUS_TIMEOUT_S, MILVUS_SERVER_START_S, STORE_WARMUP_QUERIES, Say
 from qa.bench.measure import peak_rss_mib, reset_peak_rss
 from qa.bench.results import StoreRun
 from qa.embed import Embedder
@@ -206,7 +206,8 @@ def bench_milvus(kind: str, settings: Settings, manifest: Manifest, articles: Se
                 uri = str(data)
                 stack.callback(_release_embedded, data)
             store = MilvusStore(settings.model_copy(update={"store": "milvus", "milvus_uri": uri,
-                                                            "milvus_collection": "bench"}))
+                                                            "milvus_collection": "bench",
+                                                            "milvus_timeout_s": BENCH_MILVUS_TIMEOUT_S}))
             stack.callback(store.close)
             store.client()  # connected (Milvus Lite started, its modules loaded) before memory is counted
             base = reset_peak_rss()
@@ -215,8 +216,11 @@ def bench_milvus(kind: str, settings: Settings, manifest: Manifest, articles: Se
             fill_s = time.perf_counter() - t
             say(f"  {n} chunks: {kind} filled in {fill_s:.1f} s ({n / fill_s:,.0f} chunks/s)")
             retriever = store.retriever(view, embedder)
+            first_ms = None
             for q, v in list(zip(questions, qvecs, strict=True))[:STORE_WARMUP_QUERIES]:
+                t = time.perf_counter()
                 retriever.retrieve_batch([q], settings.top_k, v[None, :])
+                first_ms = first_ms if first_ms is not None else (time.perf_counter() - t) * 1000.0
             times = []
             for q, v in zip(questions, qvecs, strict=True):
                 t = time.perf_counter()
@@ -236,7 +240,8 @@ def bench_milvus(kind: str, settings: Settings, manifest: Manifest, articles: Se
     return StoreRun(store=kind, chunks=n, fill_s=fill_s, fill_chunks_per_s=n / fill_s, queries=len(times),
                     retrieve_p50_ms=float(np.median(times)), retrieve_p95_ms=float(np.percentile(times, 95)),
                     writes=len(writes), write_p50_ms=float(np.median(writes)),
-                    write_p95_ms=float(np.percentile(writes, 95)), memory_mib=memory, disk_bytes_per_chunk=disk)
+                    write_p95_ms=float(np.percentile(writes, 95)), memory_mib=memory, disk_bytes_per_chunk=disk,
+                    first_retrieve_ms=first_ms)
 
 
 def local_run(n_chunks: int, fill_s: float, hybrid_ms: Sequence[float], write_ms: Sequence[float],
