@@ -499,6 +499,7 @@ class QAPipeline:
                 updated = self.store.write(
                     current, prepare_put(article, self.embedder, s.chunk_tokens, s.chunk_overlap_tokens))
                 self.set_index(updated)
+                self._compact_if_due()  # a Milvus store: seal this replica's writes now and then
                 return article, replaced, False
             # A failed journal append (a full disk) puts the old file back and leaves no record:
             # an error answer means nothing changed. A crash (no exception handler runs) leaves
@@ -529,6 +530,7 @@ class QAPipeline:
                 raise Conflict(f"{doc_id!r} is the last article; an index needs at least one (add another first)")
             if not self.store.keeps_corpus_files:
                 self.set_index(self.store.write(current, DeleteRecord(doc_id)))
+                self._compact_if_due()
                 return
             previous = keep_previous(self.corpus_dir, doc_id)
             try:

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,10 +32,6 @@ if TYPE_CHECKING:
 
 MILVUS_KINDS = ("milvus-lite", "milvus-server")
 FILL_BATCH_CHUNKS = 1_024  # chunk rows per insert round, as MilvusStore.build inserts an embedding batch
-# Chunks between seals while filling. Milvus Lite seals by itself at 128 MiB of unsealed rows (about
-# 45k chunks at dim 384) inside whichever insert crosses it, which then outlasts QA_MILVUS_TIMEOUT_S
-# on a busy machine; sealing more often keeps every call short (a Milvus server seals by size too).
-FILL_SEAL_CHUNKS = 20_000
 
 
 def milvus_missing() -> str | None:
@@ -80,48 +74,33 @@ def fill_milvus(store: MilvusStore, manifest: Manifest, articles: Sequence[Artic
     schema and insert path (``MilvusStore.build`` without the chunking and embedding), then seal
     the segments and record ``manifest`` so that ``store.open()`` reads it.
 
-    Sealing (flush, every ``FILL_SEAL_CHUNKS`` and at the end) builds the sealed segments' indexes.
+    Sealing (flush, every ``qa.store.milvus.SEAL_EVERY_CHUNKS`` and at the end) builds the sealed segments' indexes.
     Milvus Lite seals by itself only at 128 MiB of unsealed rows or when its process closes the
     store (so after ``qa index build`` exits); until then every BM25 search rebuilds an index of
     the unsealed rows.
     """
-    from qa.store.milvus import FORMAT_VERSION, MANIFEST_PROPERTY, _article_rows, _chunk_rows
+    from qa.store.milvus import FORMAT_VERSION
 
     if len(chunks) != len(vectors):
         raise ValueError(f"one vector per chunk: {len(chunks)} chunks, {len(vectors)} vectors")
     by_id = {a.doc_id: a for a in articles}
-    store._create(manifest.dim)
-    client = store.client()
-    written = time.time_ns()
-    sealed = 0
-    chunk_rows: list[dict[str, Any]] = []
-    article_rows: list[dict[str, Any]] = []
+    store.create(manifest.dim)
+    batch: list[tuple[Article, list[tuple[int, int]], np.ndarray]] = []
+    n_batch = unsealed = 0
     start = 0
     while start < len(chunks):
         doc_id = chunks[start].doc_id
         end = start
         while end < len(chunks) and chunks[end].doc_id == doc_id:
             end += 1
-        art, version = by_id[doc_id], uuid.uuid4().hex
-        chunk_rows += _chunk_rows(art, version, written, [(c.start, c.end) for c in chunks[start:end]],
-                                  vectors[start:end])
-        article_rows += _article_rows(art, version, written)
+        batch.append((by_id[doc_id], [(c.start, c.end) for c in chunks[start:end]], vectors[start:end]))
+        n_batch += end - start
         start = end
-        if len(chunk_rows) >= FILL_BATCH_CHUNKS or start == len(chunks):
-            store._insert(store.chunks_name, chunk_rows)
-            store._insert(store.articles_name, article_rows)
-            chunk_rows, article_rows = [], []
-            unsealed = start - sealed
-            if unsealed >= FILL_SEAL_CHUNKS or start == len(chunks):
-                for name in (store.chunks_name, store.articles_name):
-                    client.flush(name)
-                sealed = start
-    data = dataclasses.asdict(dataclasses.replace(manifest, index_type="milvus", format_version=FORMAT_VERSION,
-                                                  created=time.time()))
-    data = {k: v for k, v in data.items() if k not in ("fingerprints", "n_chunks", "files")}
-    client.alter_collection_properties(store.chunks_name, properties={MANIFEST_PROPERTY: json.dumps(data,
-                                                                                                    sort_keys=True)})
-    return store.open()
+        if n_batch >= FILL_BATCH_CHUNKS or start == len(chunks):
+            unsealed = store.insert_embedded(batch, unsealed)
+            batch, n_batch = [], 0
+    return store.finish_fill(dataclasses.replace(manifest, index_type="milvus", format_version=FORMAT_VERSION,
+                                                 created=time.time()))
 
 
 def _free_port() -> int:
