@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,12 +40,10 @@ def milvus_missing() -> str | None:
 
 
 def milvus_server_command() -> list[str] | None:
-    """The ``milvus-lite`` executable (next to this Python, else on PATH) or None."""
-    exe = Path(sys.executable).parent / "milvus-lite"
-    if exe.is_file():
-        return [str(exe)]
-    found = shutil.which("milvus-lite")
-    return [found] if found else None
+    """The ``milvus-lite`` executable, or None (:func:`qa.store.milvus_server.command`)."""
+    from qa.store import milvus_server
+
+    return milvus_server.command()
 
 
 def write_records(articles: Sequence[Article], vectors: np.ndarray) -> list[PutRecord]:
@@ -103,40 +97,6 @@ def fill_milvus(store: MilvusStore, manifest: Manifest, articles: Sequence[Artic
                                                  created=time.time()))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def milvus_server(data_dir: Path, command: Sequence[str]) -> Iterator[tuple[str, int]]:
-    """A ``milvus-lite server`` on a free loopback port: yields its URI and process id."""
-    port = _free_port()
-    proc = subprocess.Popen([*command, "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + MILVUS_SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"milvus-lite server exited with {proc.returncode}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"milvus-lite server did not listen on port {port} within "
-                                   f"{MILVUS_SERVER_START_S:g} s")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}", proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def _process_peak_mib(pid: int) -> float | None:
     """Peak RSS (VmHWM) of process ``pid`` in MiB, None where /proc cannot tell."""
     try:
@@ -176,11 +136,10 @@ def bench_milvus(kind: str, settings: Settings, manifest: Manifest, articles: Se
         with contextlib.ExitStack() as stack:
             pid = None
             if kind == "milvus-server":
-                command = milvus_server_command()
-                if command is None:
-                    raise RuntimeError("no milvus-lite executable (pip install -e '.[milvus]')")
+                from qa.store import milvus_server
+
                 data.mkdir()
-                uri, pid = stack.enter_context(milvus_server(data, command))
+                uri, pid = stack.enter_context(milvus_server.running(data, MILVUS_SERVER_START_S))
             else:
                 uri = str(data)
                 stack.callback(_release_embedded, data)

@@ -15,6 +15,7 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,13 +138,18 @@ def _sample_rss(pid: int, stop: threading.Event, load: Load) -> None:
         stop.wait(0.25)
 
 
-def _run(server: Server, seconds: float, write_share: float) -> Load:
+def _run(server: Server | Sequence[Server], seconds: float, write_share: float, sample_rss: bool = True) -> Load:
+    """``CLIENTS`` clients for ``seconds`` (client n on server n mod the servers), each server's
+    /healthz polled throughout, and the first server's RSS sampled (``sample_rss``)."""
+    servers = [server] if isinstance(server, Server) else list(server)
     load = Load()
     stop = threading.Event()
     until = time.monotonic() + seconds
-    side = [threading.Thread(target=_poll_health, args=(server, stop, load)),
-            threading.Thread(target=_sample_rss, args=(server.proc.pid, stop, load))]
-    clients = [threading.Thread(target=_client, args=(server, n, until, load, write_share)) for n in range(CLIENTS)]
+    side = [threading.Thread(target=_poll_health, args=(s, stop, load)) for s in servers]
+    if sample_rss:
+        side.append(threading.Thread(target=_sample_rss, args=(servers[0].proc.pid, stop, load)))
+    clients = [threading.Thread(target=_client, args=(servers[n % len(servers)], n, until, load, write_share))
+               for n in range(CLIENTS)]
     for t in side + clients:
         t.start()
     for t in clients:

@@ -3,10 +3,8 @@ on a loopback port (started once per session, stopped at the end)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,50 +13,12 @@ import pytest
 
 from qa.pipeline import QAPipeline
 from qa.settings import Settings
+from qa.store.milvus_server import free_port, stop
+from qa.store.milvus_server import start as start_milvus_server
 from tests.conftest import FakeEmbedder
 from tests.test_index import NoReader
 
 STORES = ["local", "milvus-lite", "milvus-server"]
-SERVER_START_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"milvus-lite server exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"milvus-lite server did not listen on port {port} within {timeout_s:g}s")
-
-
-def start_milvus_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).parent / "milvus-lite"
-    proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for_port(port, proc, SERVER_START_S)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 def replica_env(root: Path, uri: str, **extra: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ from tests.api.conftest import ZANZIBAR_ID, ZANZIBAR_QUESTION, ZANZIBAR_TEXT
 from tests.api.test_server import QA_BIN, Server, _launch, _stop, _wait_ready
 from tests.conftest import SEEDS
 from tests.reliability.conftest import AUTH, TOKEN, listed_ids
-from tests.reliability.test_load import CLIENTS, Load, _client, _poll_health, _verify
+from tests.reliability.test_load import CLIENTS, _run, _verify
 from tests.store.conftest import build_store, free_port, replica_env, start_milvus_server, stop
 
 pytestmark = pytest.mark.skipif(not QA_BIN.exists(), reason=f"{QA_BIN} is not installed")
@@ -233,19 +233,7 @@ def _load_across(replicas: Replicas, seconds: float, write_share: float) -> None
     """tests/reliability/test_load.py's 32 clients, every other one on the other replica; then every
     acknowledged write (and delete) is checked through both replicas."""
     servers = [replicas.a, replicas.b]
-    load = Load()
-    stop_polling = threading.Event()
-    until = time.monotonic() + seconds
-    side = [threading.Thread(target=_poll_health, args=(s, stop_polling, load)) for s in servers]
-    clients = [threading.Thread(target=_client, args=(servers[n % 2], n, until, load, write_share))
-               for n in range(CLIENTS)]
-    for t in side + clients:
-        t.start()
-    for t in clients:
-        t.join(timeout=seconds + 300)
-    stop_polling.set()
-    for t in side:
-        t.join(timeout=30)
+    load = _run(servers, seconds, write_share, sample_rss=False)
     total = sum(load.statuses.values())
     print(f"\n{total} requests in {seconds:.0f}s over 2 replicas from {CLIENTS} clients; {len(load.errors)} errors; "
           f"{load.busy} deliberate 503 busy; {load.writes_acked} writes acknowledged; "
