@@ -274,6 +274,15 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
     settings = _settings(args)
     p = QAPipeline(settings)
     corpus = p.resolve_corpus(_corpus_arg(args))
+    if args.if_empty:
+        try:
+            held = p.store.open()
+        except (IndexMissing, IndexCorrupt):
+            pass  # nothing complete stored: fill it
+        else:
+            print(f"{p.store.location()} already holds an index ({len(held.articles)} articles, {held.n_chunks} "
+                  "chunks); left as it is (--if-empty)")
+            return EXIT_OK
     articles = load_corpus(corpus, settings.max_file_bytes)
     previous: StoreView | None = None
     if not args.full:
@@ -381,6 +390,9 @@ def qa_main(argv: Sequence[str] | None = None) -> int:
     )
     b.add_argument("--corpus", dest="corpus_opt", type=Path, default=None, help=argparse.SUPPRESS)
     b.add_argument("--full", action="store_true", help="re-embed every article (default: reuse unchanged ones)")
+    b.add_argument("--if-empty", action="store_true",
+                   help="only fill a store that holds no index yet; leave one that does as it is (for deployments: "
+                   "API servers never fill a shared store themselves)")
     _common(b)
     b.set_defaults(func=_cmd_index_build)
     st = idx_sub.add_parser("status", help="say whether the index matches the corpus")

@@ -216,3 +216,15 @@ def test_index_commands_take_corpus_as_an_option_too(index_dir: Path) -> None:
     assert r.returncode == 0 and "up to date" in r.stdout, r.stdout + r.stderr
     r = _run(["qa", "index", "status", str(SEEDS), "--corpus", "/elsewhere"], index_dir)
     assert r.returncode == 2 and "two corpus folders" in r.stderr
+
+
+def test_index_build_if_empty_keeps_a_built_index_and_fills_a_missing_one(index_dir: Path, tmp_path: Path) -> None:
+    version = (index_dir / "CURRENT").read_text()
+    r = _run(["qa", "index", "build", str(SEEDS), "--if-empty"], index_dir)
+    assert r.returncode == 0, r.stderr
+    assert "already holds an index (5 articles" in r.stdout
+    assert (index_dir / "CURRENT").read_text() == version  # nothing rebuilt
+    empty = tmp_path / "idx"
+    r = _run(["qa", "index", "build", str(SEEDS), "--if-empty"], empty)
+    assert r.returncode == 0, r.stderr
+    assert "indexed 5 articles" in r.stdout and (empty / "CURRENT").is_file()

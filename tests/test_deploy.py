@@ -169,7 +169,7 @@ def test_compose_replicas_share_one_milvus_and_are_valid_settings() -> None:
     services = _compose()["services"]
     replicas = _serving_services()
     assert len(replicas) >= 2
-    for name, svc in {**replicas, "qa-index": services["qa-index"]}.items():
+    for name, svc in {**replicas, "qa-index": services["qa-index"], "qa-fill": services["qa-fill"]}.items():
         env = svc["environment"]
         assert "QA_API_TOKEN" not in env, f"{name}: the API token must come from a secret, not the environment"
         settings = Settings(**{k[3:].lower(): v for k, v in env.items() if k.startswith("QA_")})
@@ -178,6 +178,11 @@ def test_compose_replicas_share_one_milvus_and_are_valid_settings() -> None:
         assert host in services and port == "19530", f"{name}: {settings.milvus_uri} is not the compose Milvus"
     assert services["qa-index"]["command"][:3] == ["qa", "index", "build"]
     assert services["qa-index"]["profiles"] == ["index"]  # a plain `up` never drops the store
+    # ... but fills an empty one, once, before any replica starts (replicas never fill a shared store)
+    assert services["qa-fill"]["command"] == ["qa", "index", "build", "/app/seeds", "--if-empty"]
+    assert "profiles" not in services["qa-fill"]
+    for name in replicas:
+        assert services[name]["depends_on"] == {"qa-fill": {"condition": "service_completed_successfully"}}, name
 
 
 def test_compose_replicas_are_checked_on_readyz_and_get_the_token_from_a_secret() -> None:
@@ -187,11 +192,6 @@ def test_compose_replicas_are_checked_on_readyz_and_get_the_token_from_a_secret(
         assert "qa_api_token" in svc["secrets"], name
         assert "/run/secrets/qa_api_token" in " ".join(svc["command"]), name
     assert compose["secrets"]["qa_api_token"] == {"environment": "QA_API_TOKEN"}
-    # At most one replica fills an empty store: each one after the first waits for one before it.
-    first, *rest = _serving_services()
-    assert "milvus-standalone" in compose["services"][first]["depends_on"]
-    for name in rest:
-        assert set(compose["services"][name]["depends_on"]) & set(_serving_services()), name
 
 
 def test_compose_images_are_pinned_and_only_the_load_balancer_is_published() -> None:
@@ -276,7 +276,7 @@ def test_objects_point_at_each_other() -> None:
         assert {"configMapRef": {"name": config["metadata"]["name"]}} in container["envFrom"]
         assert pod["securityContext"]["runAsUser"] == _dockerfile_uid()
     job = _by_kind("Job")["spec"]["template"]["spec"]["containers"][0]
-    assert job["command"][:3] == ["qa", "index", "build"]
+    assert job["command"] == ["qa", "index", "build", "/app/seeds", "--if-empty"]  # safe to apply again
 
 
 def test_configmap_values_are_valid_settings() -> None:

@@ -313,6 +313,9 @@ async def readyz(service: ServiceDep) -> Any:
 
     if service.status == "loading" and service.store_down is not None:
         return not_ready("store_unavailable", "waiting for the store, which cannot be reached yet; retrying")
+    if service.status == "loading" and service.store_empty is not None:
+        return not_ready("store_empty", "the store holds no index yet; waiting for `qa index build <corpus folder>` "
+                         "to fill it")
     if service.status != "ready" or service.pipeline.index is None:
         return not_ready(service.status, "loading models and the index" if service.status == "loading"
                          else "loading failed; the server log says why")

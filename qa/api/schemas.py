@@ -496,10 +496,11 @@ class HealthOut(BaseModel):
 
 class ReadyOut(BaseModel):
     """Readiness: models and index loaded and the store answering (503 with ``ready: false`` while
-    loading, after a failed load, or while the store cannot be reached)."""
+    loading, after a failed load, while the store cannot be reached, or while a shared store holds no
+    index yet: ``store_empty``)."""
 
     ready: bool
-    status: Literal["loading", "ready", "failed", "store_unavailable"]
+    status: Literal["loading", "ready", "failed", "store_unavailable", "store_empty"]
     documents: int | None = None
     chunks: int | None = None
     embed_model: str | None = None

@@ -21,7 +21,7 @@ from qa.api.config import ApiSettings
 from qa.api.errors import ApiError, error_parts
 from qa.api.schemas import BulkDocument, DocumentPut, FiltersIn, PassageOut, SearchOut
 from qa.documents import validate_doc_id
-from qa.errors import IndexBusy, QAError, StoreUnavailable
+from qa.errors import IndexBusy, IndexMissing, QAError, StoreUnavailable
 from qa.ingest.add import ingest_one
 from qa.pipeline import QAPipeline, make_filters, validate_question
 from qa.read import reader_model_available
@@ -63,6 +63,7 @@ class Service:
         self._writes = anyio.CapacityLimiter(1)
         self._waiting = {False: 0, True: 0}  # questions, writes; touched only on the event loop thread
         self.store_down: str | None = None  # why the store cannot be reached; None while it answers
+        self.store_empty: str | None = None  # while a shared store holds no index yet: what to run
         # /readyz's last check of a shared store: (when, counts or the error); see readiness()
         self._readiness: tuple[float, Readiness | StoreUnavailable] | None = None
         self._readiness_lock = anyio.Lock()
@@ -114,6 +115,13 @@ class Service:
                 await anyio.sleep(delay)
                 delay = min(2 * delay, self.api.store_retry_max_s)
                 continue
+            except IndexMissing as e:  # a shared store nobody has filled yet (see _load_blocking)
+                if self.store_empty is None:
+                    log.warning("%s; waiting for it (checking every %gs at most)", e, self.api.store_retry_max_s)
+                self.store_down, self.store_empty = None, str(e)
+                await anyio.sleep(delay)
+                delay = min(2 * delay, self.api.store_retry_max_s)
+                continue
             except QAError as e:
                 self.status, self.failure = "failed", str(e)
                 log.error("cannot load the pipeline: %s", e)
@@ -124,6 +132,7 @@ class Service:
                 self.status = "ready"
             break
         self.note_store(None)
+        self.store_empty = None
         self._loaded()
 
     def note_store(self, error: StoreUnavailable | None) -> None:
@@ -140,7 +149,10 @@ class Service:
         self._readiness = (anyio.current_time(), error)
 
     def _load_blocking(self) -> None:
-        self.pipeline.load(notify=log.info)  # QA_CORPUS_DIR, else the indexed folder
+        # QA_CORPUS_DIR, else the indexed folder. A store shared by replicas (Milvus) is never filled
+        # by a server: replicas starting together would each fill it. It is filled once by
+        # `qa index build DIR` (--if-empty in deployments), and the server waits for that.
+        self.pipeline.load(notify=log.info, rebuild=self.pipeline.store.keeps_corpus_files)
 
     def _loaded(self) -> None:
         if self.status == "ready":

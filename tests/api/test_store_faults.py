@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from qa.api.errors import error_parts
+from qa.corpus import load_corpus
 from qa.errors import StoreUnavailable
 from qa.pipeline import QAPipeline
 from qa.settings import Settings
@@ -131,3 +132,22 @@ def test_store_unavailable_maps_to_503_without_the_address() -> None:
                                                  "POST /ask")
     assert (status, code, headers) == (503, "store_unavailable", {"Retry-After": "1"})
     assert ADDRESS not in message
+
+
+def test_a_replica_never_fills_an_empty_shared_store_and_waits_for_a_build(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Replicas starting together on an empty Milvus store would each fill it: a server waits
+    (/readyz ``store_empty``) for `qa index build` instead, and is ready by itself once it ran."""
+    p, store = _pipeline(tmp_path)
+    with caplog.at_level(logging.INFO, logger="qa.api"), make_client(p, api_settings(**FAST)) as c:
+        time.sleep(0.5)  # several tries meanwhile
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "store_empty", ready.text
+        assert "qa index build" in ready.json()["message"]
+        assert c.post("/ask", json={"question": "Where were the talks held?"}).status_code == 503
+        assert not store.client().has_collection(store.chunks_name)  # nobody filled it
+        builder = QAPipeline(p.settings, embedder=FakeEmbedder(), reader=ScriptedReader(), store=store)  # type: ignore[arg-type]
+        builder.build(load_corpus(p.settings.corpus_dir), corpus=p.settings.corpus_dir)  # `qa index build`
+        assert _wait_ready(c, 5.0)["documents"] == 5
+    waits = [r.getMessage() for r in caplog.records if "waiting for it" in r.getMessage()]
+    assert len(waits) == 1 and "qa index build" in waits[0], waits  # logged once, not once per try

@@ -109,3 +109,13 @@ def test_the_api_on_milvus_answers_writes_reads_and_deletes(tmp_path: Path) -> N
         assert c.delete(f"/documents/{ZANZIBAR_ID}").status_code == 200
         assert c.get(f"/documents/{ZANZIBAR_ID}").status_code == 404
         assert c.get("/readyz").json()["documents"] == 5
+
+
+def test_index_build_if_empty_leaves_a_filled_store_as_it_is(milvus_env: dict[str, str]) -> None:
+    before = _run(["qa", "index", "status", str(SEEDS)], milvus_env)
+    assert before.returncode == 0 and "5" in before.stdout, before.stderr
+    r = _run(["qa", "index", "build", str(SEEDS), "--if-empty"], milvus_env)
+    assert r.returncode == 0, r.stderr
+    assert "already holds an index (5 articles" in r.stdout and "left as it is (--if-empty)" in r.stdout
+    assert "building index" not in r.stderr
+    assert _run(["qa", "index", "status", str(SEEDS)], milvus_env).stdout == before.stdout
