@@ -267,7 +267,7 @@ def _corpus_arg(args: argparse.Namespace) -> Path | None:
 
 def _cmd_index_build(args: argparse.Namespace) -> int:
     from qa.corpus import load_corpus
-    from qa.errors import IndexCorrupt, IndexMissing
+    from qa.errors import IndexCorrupt, IndexMissing, IndexStale
     from qa.pipeline import QAPipeline
     from qa.store import StoreView
 
@@ -288,8 +288,8 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
     if not args.full:
         try:
             previous = p.store.open()
-        except (IndexMissing, IndexCorrupt):
-            previous = None
+        except (IndexMissing, IndexCorrupt, IndexStale):
+            previous = None  # nothing to reuse: a full build
     _say(f"building index of {len(articles)} articles from {corpus}/ into {p.store.location()}")
     index = p.build(articles, previous, show_progress=sys.stderr.isatty(), corpus=corpus)
     m = index.base_manifest

@@ -72,6 +72,7 @@ class Store(Protocol):
         Raises:
             IndexMissing: nothing built yet.
             IndexCorrupt: what is stored cannot be read (the message names it).
+            IndexStale: it is in a layout of another version of article-qa (to be rebuilt).
             StoreUnavailable: the store cannot be reached.
         """
         ...

@@ -5,9 +5,10 @@ Two collections (``QA_MILVUS_COLLECTION``, default ``qa``):
 
 - ``qa``: one row per chunk: doc id, the write's version and time, start/end (character offsets
   into the article text), the chunk text, the article's day and outlet (for filters: Milvus has no
-  joins), the dense vector, and a sparse vector that Milvus's BM25 function computes from the text
-  (``standard`` analyzer). Hybrid search runs one dense and one BM25 request and fuses them with
-  Milvus's RRF ranker.
+  joins), the dense vector, the chunk's BM25 terms as the local store sees them (``terms``), and a
+  sparse vector that Milvus's BM25 function computes from those terms. Hybrid search runs one dense
+  and one BM25 request (the question's terms, made the same way) and fuses them with Milvus's RRF
+  ranker.
 - ``qa_articles``: the articles' full text (split into parts: a VARCHAR holds at most 65,535
   bytes) and metadata. Milvus needs a vector field in every collection, so each row carries a
   constant two-dimensional ``pad``.
@@ -35,10 +36,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from qa import bm25
 from qa.chunk import chunk_article
 from qa.embed import Embedder
-from qa.errors import CorpusError, IndexCorrupt, IndexMissing, StoreUnavailable
-from qa.index import _STOPWORDS, Manifest, corpus_location
+from qa.errors import CorpusError, IndexCorrupt, IndexMissing, IndexStale, StoreUnavailable
+from qa.index import Manifest, bm25_tokens, corpus_location
 from qa.journal import DeleteRecord, PutRecord, Record
 from qa.retrieve import FusedRetrieval
 from qa.settings import Settings
@@ -48,7 +50,9 @@ from qa.types import Article, Chunk, Filters, Hit
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-FORMAT_VERSION = 1  # the layout of the two collections; a store of another layout must be rebuilt
+# The layout of the two collections; a store of another layout must be rebuilt. 2: the BM25
+# function reads the ``terms`` field (was: the chunk text through Milvus's own analyzer).
+FORMAT_VERSION = 2
 MANIFEST_PROPERTY = "qa.manifest"  # the chunk collection's property holding the build's manifest (JSON)
 ARTICLE_PART_BYTES = 60_000  # UTF-8 bytes of article text per row, under Milvus's VARCHAR limit of 65,535
 MAX_CHUNK_BYTES = 65_535
@@ -67,11 +71,16 @@ BULK_TIMEOUT_S = 600.0  # one insert or seal of a build may take minutes on a bu
 PAD = [1.0, 0.0]
 CONNECT_FAILED = 2  # pymilvus's code for "Fail connecting to server" (the server cannot be reached)
 COLLECTION_NOT_LOADED = 101  # Milvus's error code for a collection that is not loaded (merr.ErrCollectionNotLoaded)
-# Milvus's standard tokenizer (split on word boundaries), lower-cased, without the stopwords the
-# local BM25 drops (qa.index), so that both stores rank keywords alike. The local store also strips
-# a plural "s", which no Milvus filter does in every deployment (Milvus Lite has no stemmer).
-ANALYZER: dict[str, Any] = {"tokenizer": "standard",
-                            "filter": ["lowercase", {"type": "stop", "stop_words": sorted(_STOPWORDS)}]}
+# The sparse side reads the chunk's terms as the local BM25 makes them (qa.index.bm25_tokens:
+# lower-cased words without stopwords, a plural "s" stripped), joined by spaces; Milvus's standard
+# tokenizer splits them back into exactly those terms (Milvus Lite's is the same \w+ split; a
+# Milvus server's splits on Unicode word boundaries, which should agree on Latin-script words but
+# cuts CJK runs into single characters: not checked against a server here). No filters: the terms
+# are lower-cased already, and a stop filter would drop terms the local BM25 keeps ("hers" -> "her").
+ANALYZER: dict[str, Any] = {"tokenizer": "standard"}
+# The term of a chunk or question without any other (the local EMPTY_TOKEN, which Milvus's tokenizer
+# would cut to "empty"): a question of stopwords only then matches no chunk with words, as locally.
+EMPTY_TERM = "qa_no_terms"
 
 
 def literal(value: str) -> str:
@@ -241,8 +250,13 @@ class MilvusStore:
                                "<corpus folder>`")
         try:
             data = json.loads(text)
-            if data.get("format_version") != FORMAT_VERSION:
-                raise ValueError(f"layout {data.get('format_version')!r}, this version reads {FORMAT_VERSION}")
+            layout = data.get("format_version")
+            if isinstance(layout, int) and not isinstance(layout, bool) and layout != FORMAT_VERSION:
+                raise IndexStale(f"the store {self.location()} is in layout {layout} of the Milvus store, this "
+                                 f"version reads layout {FORMAT_VERSION}; run `qa index build <corpus folder>` to "
+                                 "rebuild it")
+            if layout != FORMAT_VERSION:
+                raise ValueError(f"layout {layout!r}, this version reads {FORMAT_VERSION}")
             return Manifest(**{**data, "fingerprints": {}, "n_chunks": 0, "files": {}})
         except (ValueError, TypeError, AttributeError) as e:
             raise IndexCorrupt(f"the store {self.location()} has an unreadable manifest ({e}); run `qa index build "
@@ -265,7 +279,7 @@ class MilvusStore:
         """The folder the store was built from, where this machine has it (a replica needs none)."""
         try:
             m = self._manifest_or_missing()
-        except (IndexMissing, IndexCorrupt):
+        except (IndexMissing, IndexCorrupt, IndexStale):
             return None
         path = Path(m.corpus_dir) if m.corpus_dir else None
         return path if path is not None and path.is_dir() else None
@@ -285,18 +299,21 @@ class MilvusStore:
         s.add_field("written", DataType.INT64)
         s.add_field("start", DataType.INT64)
         s.add_field("end", DataType.INT64)
-        s.add_field("text", DataType.VARCHAR, max_length=MAX_CHUNK_BYTES, enable_analyzer=True,
+        s.add_field("text", DataType.VARCHAR, max_length=MAX_CHUNK_BYTES)  # exact: citations index it
+        s.add_field("terms", DataType.VARCHAR, max_length=MAX_CHUNK_BYTES, enable_analyzer=True,
                     analyzer_params=ANALYZER)
         s.add_field("day", DataType.VARCHAR, max_length=16)
         s.add_field("source_key", DataType.VARCHAR, max_length=MAX_ID_BYTES)
         s.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
         s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        s.add_function(Function(name="text_bm25", function_type=FunctionType.BM25, input_field_names=["text"],
+        s.add_function(Function(name="text_bm25", function_type=FunctionType.BM25, input_field_names=["terms"],
                                 output_field_names=["sparse"]))
         ip = c.prepare_index_params()
         # inner product = cosine on the embedder's normalised vectors
         ip.add_index(field_name="dense", index_type="AUTOINDEX", metric_type="IP")
-        ip.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        # the local BM25's k1 and b (Milvus's defaults today, set so that they stay the same)
+        ip.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                     params={"bm25_k1": bm25.K1, "bm25_b": bm25.B})
         self._call("creating the chunk collection", "create_collection", self.chunks_name, schema=s,
                    index_params=ip, consistency_level="Strong")
         a = c.create_schema(auto_id=True, enable_dynamic_field=False)
@@ -525,8 +542,8 @@ class MilvusStore:
         reqs = [
             AnnSearchRequest(data=[v.tolist() for v in qvecs], anns_field="dense", param={"metric_type": "IP"},
                              limit=candidates_k, expr=expr),
-            AnnSearchRequest(data=list(questions), anns_field="sparse", param={"metric_type": "BM25"},
-                             limit=candidates_k, expr=expr),
+            AnnSearchRequest(data=[sparse_terms(q) for q in questions], anns_field="sparse",
+                             param={"metric_type": "BM25"}, limit=candidates_k, expr=expr),
         ]
         res = self._call("searching", "hybrid_search", self.chunks_name, reqs, RRFRanker(rrf_k),
                          limit=limit, output_fields=["doc_id", "version", "start", "end", "text", "dense"])
@@ -575,12 +592,20 @@ def _reason(e: Exception) -> str:
     return " ".join(str(message).split())[:300]
 
 
+def sparse_terms(text: str) -> str:
+    """``text``'s BM25 terms as the local store makes them, space-separated for Milvus's tokenizer
+    (:data:`EMPTY_TERM` when none is left)."""
+    return " ".join(bm25_tokens(text)) or EMPTY_TERM
+
+
 def _chunk_rows(art: Article, version: str, written: int, spans: Sequence[tuple[int, int]],
                 vectors: np.ndarray) -> list[dict[str, Any]]:
+    """The chunk collection's rows of one version of ``art`` (every write path makes them here)."""
     day = (art.date or "")[:10]
     source_key = (art.source or "").casefold()
     return [{"doc_id": art.doc_id, "version": version, "written": written, "start": int(s), "end": int(e),
-             "text": art.text[s:e], "day": day, "source_key": source_key, "dense": vectors[i].tolist()}
+             "text": art.text[s:e], "terms": sparse_terms(art.text[s:e]), "day": day, "source_key": source_key,
+             "dense": vectors[i].tolist()}
             for i, (s, e) in enumerate(spans)]
 
 
