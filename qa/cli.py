@@ -7,6 +7,7 @@ Domain errors become one line on stderr and a non-zero exit code; no traceback r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -81,6 +82,12 @@ def _run(fn: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`ask ... | head -1`): stop quietly, as Unix tools do;
+        # point stdout at /dev/null so that the interpreter's final flush does not fail again
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     except Exception as e:
         if os.environ.get("QA_DEBUG"):
             raise

@@ -228,3 +228,17 @@ def test_index_build_if_empty_keeps_a_built_index_and_fills_a_missing_one(index_
     r = _run(["qa", "index", "build", str(SEEDS), "--if-empty"], empty)
     assert r.returncode == 0, r.stderr
     assert "indexed 5 articles" in r.stdout and (empty / "CURRENT").is_file()
+
+
+def test_output_into_a_closed_pipe_stops_quietly(index_dir: Path) -> None:
+    """`ask ... | head -1`: the reader of the output goes away; no "internal error", no traceback."""
+    code = "import sys; from qa.cli import ask_main; raise SystemExit(ask_main(sys.argv[1:]))"
+    env = {**os.environ, "QA_INDEX_DIR": str(index_dir), "QA_CORPUS_DIR": str(SEEDS), "HF_HUB_OFFLINE": "1",
+           "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code, "--reader", "span", "Who is Russia's lead negotiator?"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # nobody reads: the first write gets EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(300) == 141, err
+    assert "internal error" not in err and "Traceback" not in err, err
