@@ -107,18 +107,8 @@ class Service:
             try:
                 # abandon_on_cancel: a shutdown during a long load does not wait for it
                 await anyio.to_thread.run_sync(self._load_blocking, abandon_on_cancel=True)
-            except StoreUnavailable as e:
-                if self.store_down is None:
-                    log.warning("cannot load: %s; trying again until the store answers (every %gs at most)", e,
-                                self.api.store_retry_max_s)
-                self.store_down = str(e)
-                await anyio.sleep(delay)
-                delay = min(2 * delay, self.api.store_retry_max_s)
-                continue
-            except IndexMissing as e:  # a shared store nobody has filled yet (see _load_blocking)
-                if self.store_empty is None:
-                    log.warning("%s; waiting for it (checking every %gs at most)", e, self.api.store_retry_max_s)
-                self.store_down, self.store_empty = None, str(e)
+            except (StoreUnavailable, IndexMissing) as e:  # IndexMissing: a shared store nobody filled yet
+                self._note_waiting(e)
                 await anyio.sleep(delay)
                 delay = min(2 * delay, self.api.store_retry_max_s)
                 continue
@@ -134,6 +124,19 @@ class Service:
         self.note_store(None)
         self.store_empty = None
         self._loaded()
+
+    def _note_waiting(self, e: StoreUnavailable | IndexMissing) -> None:
+        """Record why the load waits (the store unreachable, or empty: see _load_blocking); each
+        reason is logged once, not once per try."""
+        if isinstance(e, StoreUnavailable):
+            if self.store_down is None:
+                log.warning("cannot load: %s; trying again until the store answers (every %gs at most)", e,
+                            self.api.store_retry_max_s)
+            self.store_down = str(e)
+            return
+        if self.store_empty is None:
+            log.warning("%s; waiting for it (checking every %gs at most)", e, self.api.store_retry_max_s)
+        self.store_down, self.store_empty = None, str(e)
 
     def note_store(self, error: StoreUnavailable | None) -> None:
         """Record that the store failed (``error``) or answered (None); logs only a change, and a

@@ -285,7 +285,9 @@ class MilvusStore:
         return path if path is not None and path.is_dir() else None
 
     # ------------------------------------------------------------ building
-    def _create(self, dim: int) -> None:
+    def create(self, dim: int) -> None:
+        """Drop both collections if they exist and create them empty, for vectors of ``dim``
+        (a fill then goes through :meth:`insert_embedded` and :meth:`finish_fill`)."""
         from pymilvus import DataType, Function, FunctionType
 
         c = self.client()
@@ -345,7 +347,7 @@ class MilvusStore:
         if s.chunk_tokens > embedder.max_tokens:
             raise ValueError(f"chunk_tokens must be <= {embedder.max_tokens} (the embedding model's limit), "
                              f"got {s.chunk_tokens}")
-        self._create(embedder.dim)
+        self.create(embedder.dim)
         pending: list[tuple[Article, list[Chunk]]] = []
         n_pending = unsealed = 0
         for art in articles:
@@ -374,11 +376,6 @@ class MilvusStore:
             rows.append((art, [(c.start, c.end) for c in chunks], vectors[k : k + len(chunks)]))
             k += len(chunks)
         return self.insert_embedded(rows, unsealed)
-
-    def create(self, dim: int) -> None:
-        """Drop both collections if they exist and create them empty, for vectors of ``dim``
-        (a fill then goes through :meth:`insert_embedded` and :meth:`finish_fill`)."""
-        self._create(dim)
 
     def insert_embedded(self, batch: Sequence[tuple[Article, Sequence[tuple[int, int]], np.ndarray]],
                         unsealed: int = 0) -> int:
