@@ -31,6 +31,7 @@ import torch
 
 from qa.errors import UsageError
 from qa.squad_data import SquadDataError, read_squad
+from qa.synthetic_negatives import EditRecipe, build_edit_negatives
 
 log = logging.getLogger("qa.train")
 
@@ -201,48 +202,55 @@ def split_titles(
 class Features:
     """Tokenised training windows (unpadded) with start/end token labels."""
 
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]]
+    input_ids: list[Any]  # one int32 numpy array per window
+    token_type_ids: list[Any]  # one int8 numpy array per window
     start: list[int]
     end: list[int]
 
 
 def build_features(
-    tokenizer: Any, examples: Sequence[QAExample], max_length: int, stride: int
+    tokenizer: Any, examples: Sequence[QAExample], max_length: int, stride: int, chunk: int = 4096
 ) -> Features:
-    """Tokenise (question, context) with overflowing windows; label CLS when no answer inside."""
-    enc = tokenizer(
-        [e.question.lstrip() for e in examples],
-        [e.context for e in examples],
-        truncation="only_second",
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding=False,
-    )
+    """Tokenise (question, context) with overflowing windows; label CLS when no answer inside.
+
+    Examples go through the tokenizer ``chunk`` at a time and each window is kept as a small numpy
+    array: the tokenizer's Python lists for 300k windows at once took about 19 GB."""
+    import numpy as np
+
     feats = Features([], [], [], [])
-    for i, offsets in enumerate(enc["offset_mapping"]):
-        ex = examples[enc["overflow_to_sample_mapping"][i]]
-        seq_ids = enc.sequence_ids(i)
-        start_tok = end_tok = 0  # CLS
-        if ex.answers:
-            text, a_start = ex.answers[0]
-            a_end = a_start + len(text)
-            ctx = [k for k, s in enumerate(seq_ids) if s == 1]
-            c0, c1 = ctx[0], ctx[-1]
-            if offsets[c0][0] <= a_start and offsets[c1][1] >= a_end:
-                s = c0
-                while s <= c1 and offsets[s][0] <= a_start:
-                    s += 1
-                e = c1
-                while e >= c0 and offsets[e][1] >= a_end:
-                    e -= 1
-                start_tok, end_tok = s - 1, e + 1
-        feats.input_ids.append(enc["input_ids"][i])
-        feats.token_type_ids.append(enc["token_type_ids"][i])
-        feats.start.append(start_tok)
-        feats.end.append(end_tok)
+    for c in range(0, len(examples), chunk):
+        part = examples[c : c + chunk]
+        enc = tokenizer(
+            [e.question.lstrip() for e in part],
+            [e.context for e in part],
+            truncation="only_second",
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding=False,
+        )
+        for i, offsets in enumerate(enc["offset_mapping"]):
+            ex = part[enc["overflow_to_sample_mapping"][i]]
+            seq_ids = enc.sequence_ids(i)
+            start_tok = end_tok = 0  # CLS
+            if ex.answers:
+                text, a_start = ex.answers[0]
+                a_end = a_start + len(text)
+                ctx = [k for k, s in enumerate(seq_ids) if s == 1]
+                c0, c1 = ctx[0], ctx[-1]
+                if offsets[c0][0] <= a_start and offsets[c1][1] >= a_end:
+                    s = c0
+                    while s <= c1 and offsets[s][0] <= a_start:
+                        s += 1
+                    e = c1
+                    while e >= c0 and offsets[e][1] >= a_end:
+                        e -= 1
+                    start_tok, end_tok = s - 1, e + 1
+            feats.input_ids.append(np.asarray(enc["input_ids"][i], dtype=np.int32))
+            feats.token_type_ids.append(np.asarray(enc["token_type_ids"][i], dtype=np.int8))
+            feats.start.append(start_tok)
+            feats.end.append(end_tok)
     return feats
 
 
@@ -268,8 +276,8 @@ def collate(feats: Features, batch: Sequence[int], pad_id: int) -> dict[str, tor
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, k in enumerate(batch):
         n = len(feats.input_ids[k])
-        ids[row, :n] = torch.tensor(feats.input_ids[k])
-        types[row, :n] = torch.tensor(feats.token_type_ids[k])
+        ids[row, :n] = torch.as_tensor(feats.input_ids[k], dtype=torch.long)
+        types[row, :n] = torch.as_tensor(feats.token_type_ids[k], dtype=torch.long)
         mask[row, :n] = 1
     return {
         "input_ids": ids,
@@ -443,6 +451,12 @@ def _card_data(info: dict[str, Any]) -> list[str]:
         "labelled no-answer.",
         "",
     ]
+    if info.get("n_edited_negatives"):
+        lines += [
+            f"Edited negatives (`qa/synthetic_negatives.py`): {info['n_edited_negatives']} unanswerable examples, "
+            f"{info['edited_negatives_recipe']}.",
+            "",
+        ]
     if info.get("oversample"):
         lines += [
             "Oversampled: " + ", ".join(f"`{k}` x{v}" for k, v in sorted(info["oversample"].items()))
@@ -600,6 +614,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="evaluate on the first N validation questions only (quick comparisons)")
     p.add_argument("--negatives", type=float, default=0.0,
                    help="retrieval negatives per answerable training question (a mean; see NegativeRecipe)")
+    p.add_argument("--sentence-negatives", type=float, default=0.0,
+                   help="edited negatives per answerable training question: its paragraph without the "
+                        "sentences holding its answer (a mean; see qa.synthetic_negatives)")
+    p.add_argument("--swap-negatives", type=float, default=0.0,
+                   help="edited negatives per answerable training question: the question with a name or number "
+                        "it shares with its paragraph swapped for one the paragraph lacks (a mean)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: forward and backward under bfloat16 autocast (weights and optimizer stay fp32); "
                         "auto: bf16 where the CPU has native bf16")
@@ -704,13 +724,15 @@ def main(argv: list[str] | None = None) -> int:
     val_ex = [e for t in val_titles for e in by_title[t].examples][: args.eval_limit]
     recipe = NegativeRecipe(args.negatives, args.seed)
     negatives = build_negatives([by_title[t] for t in train_titles], recipe) if not args.eval_only else []
+    edits = EditRecipe(args.sentence_negatives, args.swap_negatives, args.seed)
+    edited = build_edit_negatives([by_title[t] for t in train_titles], edits) if not args.eval_only else []
     n_native_noans = sum(1 for e in train_ex if not e.answers)
     factors = parse_oversample(args.oversample)
     unknown = sorted(set(factors) - {src for a in articles for src in a.sources})
     if unknown:
         raise UsageError(f"--oversample names no --data file: {unknown}")
     repeats = oversampled([by_title[t] for t in train_titles], factors)
-    train_ex += negatives + repeats
+    train_ex += negatives + edited + repeats
     if args.sample is not None and args.sample < len(train_ex):
         train_ex = random.Random(args.seed).sample(train_ex, args.sample)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -734,6 +756,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_steps is not None:
         total = min(total, args.max_steps)
     n_cls = sum(1 for st in feats.start if st == 0)
+    log.info("edited negatives: %d (%d answer sentence removed, %d entity swap)", len(edited),
+             sum(1 for e in edited if e.qid.endswith("#cut")), sum(1 for e in edited if e.qid.endswith("#swap")))
     log.info("train: %d titles, %d questions (%d unanswerable in the data, %d retrieval negatives), %d windows "
              "(mean %.0f tokens, %.0f%% labelled no-answer); val: %d titles, %d questions; %d steps/epoch, "
              "%d steps planned; %s", len(train_titles), len(train_ex), n_native_noans, len(negatives), len(lengths),
@@ -876,6 +900,8 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": round(elapsed / 60, 1), "windows_per_s": round(rate, 2), "lr": args.lr,
         "precision": precision, "max_length": args.max_length, "stride": args.stride,
         "negatives_per_question": args.negatives, "seed": args.seed, "curve": curve,
+        "edited_negatives": {"sentence_removed": args.sentence_negatives, "entity_swap": args.swap_negatives,
+                             "n": len(edited)},
         "oversample": factors,
         "note": args.stage_note,
     }
@@ -883,6 +909,7 @@ def main(argv: list[str] | None = None) -> int:
         "sources": sources, "n_train_titles": len(train_titles),
         "n_unanswerable_in_data": n_native_noans, "n_negatives": len(negatives),
         "negatives_recipe": recipe.describe(), "precision": precision,
+        "n_edited_negatives": len(edited), "edited_negatives_recipe": edits.describe() if edited else None,
         "oversample": factors, "n_oversampled_copies": len(repeats),
         "windows_no_answer_share": round(n_cls / len(lengths), 4),
         "stages": [*previous_stages(base), stage],
