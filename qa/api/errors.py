@@ -74,17 +74,19 @@ _CLIENT_ERRORS: list[tuple[type[QAError], int, str]] = [
 _SERVER_ERRORS = (IndexMissing, IndexStale, IndexCorrupt, CorpusError, ModelUnavailable)
 
 
-def error_parts(exc: BaseException, where: str) -> tuple[int, str, str, dict[str, str] | None]:
+def error_parts(exc: BaseException, where: str,
+                retry_after_s: int = 1) -> tuple[int, str, str, dict[str, str] | None]:
     """(status, code, message, headers) of ``exc`` as the API answers it, for a whole response or
     for one item of a bulk write or a streamed batch. A message that would describe the server's
     files or a traceback goes to the log (naming ``where``, e.g. ``POST /documents``) instead.
+    ``retry_after_s`` (``QA_RETRY_AFTER_S``) is the Retry-After of a 503 busy or store_unavailable.
     """
     if isinstance(exc, ApiError):
         return exc.status, exc.code, exc.message, exc.headers
     if isinstance(exc, IndexBusy):  # a write that waited too long for another writer: nothing changed
-        return 503, "busy", f"the server is busy: {exc}", {"Retry-After": "1"}
+        return 503, "busy", f"the server is busy: {exc}", {"Retry-After": str(retry_after_s)}
     if isinstance(exc, StoreUnavailable):  # its message names the store's address: the service logs it
-        return 503, "store_unavailable", STORE_MESSAGE, {"Retry-After": "1"}
+        return 503, "store_unavailable", STORE_MESSAGE, {"Retry-After": str(retry_after_s)}
     if isinstance(exc, QAError):
         for cls, status, code in _CLIENT_ERRORS:
             if isinstance(exc, cls):
@@ -102,7 +104,9 @@ def error_parts(exc: BaseException, where: str) -> tuple[int, str, str, dict[str
 
 
 def _handled(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(*error_parts(exc, f"{request.method} {request.url.path}"))
+    service = getattr(request.app.state, "service", None)
+    retry_after_s = service.api.retry_after_s if service is not None else 1
+    return error_response(*error_parts(exc, f"{request.method} {request.url.path}", retry_after_s))
 
 
 def _where(loc: Sequence[Any]) -> str:

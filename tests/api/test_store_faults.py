@@ -62,10 +62,10 @@ def _wait_ready(c: TestClient, timeout_s: float = 30.0) -> dict[str, Any]:
     raise AssertionError(f"not ready after {timeout_s}s: {r.text}")
 
 
-def _assert_store_unavailable(r: Any) -> None:
+def _assert_store_unavailable(r: Any, retry_after: str = "1") -> None:
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "store_unavailable"
-    assert r.headers["retry-after"] == "1"
+    assert r.headers["retry-after"] == retry_after
     message = r.json()["error"]["message"]
     assert "\n" not in message and ADDRESS not in message and "retry" in message
 
@@ -125,6 +125,20 @@ def test_a_store_unreachable_at_start_up_is_waited_for(tmp_path: Path, caplog: p
     tries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cannot load")]
     assert len(tries) == 1 and "trying again" in tries[0], tries  # logged once, not once per try
     assert any("answers again" in r.getMessage() for r in caplog.records)
+
+
+def test_retry_after_is_the_configured_one_while_the_store_is_down(tmp_path: Path) -> None:
+    p, store = _pipeline(tmp_path)
+    p.load()
+    fresh = QAPipeline(p.settings, embedder=FakeEmbedder(), reader=ScriptedReader(), store=store)  # type: ignore[arg-type]
+    store.down = True  # down from the start: the replica waits, and every answer says when to come back
+    with make_client(fresh, api_settings(retry_after_s=7, **FAST)) as c:
+        time.sleep(0.2)
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.headers["retry-after"] == "7", ready.text
+        _assert_store_unavailable(c.post("/ask", json={"question": "Where were the talks held?"}), "7")
+        _assert_store_unavailable(c.get("/documents"), "7")
+        _assert_store_unavailable(c.post("/documents", json={"doc_id": ZANZIBAR_ID, "text": ZANZIBAR_TEXT}), "7")
 
 
 def test_store_unavailable_maps_to_503_without_the_address() -> None:
