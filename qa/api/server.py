@@ -91,9 +91,12 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> in
 
     from qa.pipeline import QAPipeline
 
-    # Build or check the index once, before the workers load it side by side.
     builder = QAPipeline(settings)
-    builder.ensure_index(builder.resolve_corpus(), notify=logging.getLogger("qa.api").info)
+    if builder.store.keeps_corpus_files:
+        # Build or check the local index once, before the workers load it side by side.
+        builder.ensure_index(builder.resolve_corpus(), notify=logging.getLogger("qa.api").info)
+    # A shared store (Milvus) is neither filled nor required here: like one server, each worker waits
+    # (/readyz 503) while it cannot be reached or holds no index yet (`qa index build` fills it).
     os.environ[ENV_SETTINGS] = settings.model_dump_json()
     os.environ[ENV_HOST] = host
     os.environ[ENV_WORKERS] = str(workers)

@@ -61,3 +61,31 @@ def test_cors_origins_are_a_setting(tmp_path) -> None:  # type: ignore[no-untype
         assert "access-control-allow-origin" not in other.headers
     with make_client(p) as c:  # the default: no cross-origin access
         assert "access-control-allow-origin" not in c.get("/healthz", headers={"Origin": "https://news.example"}).headers
+
+
+@pytest.mark.parametrize("store", ["local", "milvus"])
+def test_several_workers_leave_a_shared_store_to_the_workers(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_api_logger: None
+) -> None:
+    """With --workers N, the parent builds or checks a local index once for the workers; a shared store
+    it neither touches nor fills: down or empty, each worker waits for it (/readyz 503), as one server does."""
+    import uvicorn
+
+    from qa.pipeline import QAPipeline
+    from qa.store.milvus import MilvusStore
+
+    ran: list[dict[str, object]] = []
+    checked: list[Path] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: ran.append(kw))
+    monkeypatch.setattr(QAPipeline, "ensure_index", lambda self, corpus, **kw: checked.append(corpus))
+
+    def unreachable(self: MilvusStore) -> None:
+        raise AssertionError("the parent process connected to the shared store")
+
+    monkeypatch.setattr(MilvusStore, "client", unreachable)
+    s = Settings(store=store, milvus_uri="http://127.0.0.1:9", index_dir=tmp_path / "idx",
+                 corpus_dir=tmp_path / "corpus")
+    (tmp_path / "corpus").mkdir()
+    assert server.serve(s, workers=2) == 0
+    assert len(ran) == 1 and ran[0]["workers"] == 2
+    assert checked == ([tmp_path / "corpus"] if store == "local" else [])
