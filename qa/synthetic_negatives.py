@@ -46,6 +46,13 @@ _QUESTION_WORDS = frozenset({
 })
 
 
+def draw_count(rng: random.Random, rate: float) -> int:
+    """How many extra examples one question gets at a mean ``rate``: its whole part, plus one more
+    with the probability of its fraction (one draw from ``rng`` every time)."""
+    whole = int(rate)
+    return whole + (1 if rng.random() < rate - whole else 0)
+
+
 @dataclass(frozen=True)
 class EditRecipe:
     """How many edited negatives per answerable training question (means: the fraction is drawn per
@@ -155,25 +162,20 @@ def build_edit_negatives(articles: Sequence[Article], recipe: EditRecipe) -> lis
             for ent in question_entities(ex.question):
                 pool.setdefault(_shape(ent), []).append((art.title, ent))
     out: list[QAExample] = []
-
-    def draws(rate: float) -> int:
-        whole = int(rate)
-        return whole + (1 if rng.random() < rate - whole else 0)
-
     for art in articles:
         same_article: dict[tuple[str, int], list[str]] = {}
         for ex in art.examples:
-            for ent in dict.fromkeys(question_entities(ex.question)):
+            for ent in question_entities(ex.question):
                 same_article.setdefault(_shape(ent), []).append(ent)
         same_article = {k: list(dict.fromkeys(v)) for k, v in same_article.items()}
         for ex in art.examples:
             if not ex.answers:
                 continue
-            if draws(recipe.sentence_removed):
+            if draw_count(rng, recipe.sentence_removed):
                 ctx = remove_answer_sentences(ex.context, ex.answers)
                 if ctx is not None:
                     out.append(QAExample(f"{ex.qid}#cut", ex.title, -1, ex.question, ctx, ()))
-            if draws(recipe.entity_swap):
+            if draw_count(rng, recipe.entity_swap):
                 q = swap_entity(ex, same_article, pool, rng)
                 if q is not None:
                     out.append(QAExample(f"{ex.qid}#swap", ex.title, ex.paragraph, q, ex.context, ()))

@@ -31,7 +31,7 @@ import torch
 
 from qa.errors import UsageError
 from qa.squad_data import SquadDataError, read_squad
-from qa.synthetic_negatives import EditRecipe, build_edit_negatives
+from qa.synthetic_negatives import EditRecipe, build_edit_negatives, draw_count
 
 log = logging.getLogger("qa.train")
 
@@ -141,7 +141,6 @@ def build_negatives(articles: Sequence[Article], recipe: NegativeRecipe) -> list
 
     rng = random.Random(recipe.seed)
     out: list[QAExample] = []
-    whole, frac = int(recipe.per_question), recipe.per_question - int(recipe.per_question)
     for art in articles:
         contexts = list(dict.fromkeys(e.context for e in art.examples))
         answerable = [e for e in art.examples if e.answers]
@@ -152,7 +151,7 @@ def build_negatives(articles: Sequence[Article], recipe: NegativeRecipe) -> list
         view = RowView(len(contexts), None, len(contexts), sum(len(t) for t in tokens))
         lowered = [c.lower() for c in contexts]
         for ex in answerable:
-            n = whole + (1 if rng.random() < frac else 0)
+            n = draw_count(rng, recipe.per_question)
             if n == 0:
                 continue
             rows, scores = index.score(bm25_tokens(ex.question) or [EMPTY_TOKEN], view)
