@@ -23,19 +23,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_write_access(credentials: str | None, token: SecretStr | None, bind_host: str, workers: int) -> None:
+def check_write_access(credentials: str | None, token: SecretStr | None, bind_host: str, workers: int,
+                       shared_store: bool = False) -> None:
     """Raise :class:`ApiError` (401/403) unless a write may go ahead.
 
     Args:
         credentials: the bearer token the client sent, or None.
         token: the server's ``QA_API_TOKEN``.
         bind_host: the address the server listens on.
-        workers: server processes; each holds its own index, so writes need exactly one.
+        workers: server processes. With a local index each holds its own copy, so writes need exactly one.
+        shared_store: the store is shared by every process (Milvus): workers then write to it as
+            replicas do, and any number of them may.
     """
-    if workers > 1:
+    if workers > 1 and not shared_store:
         raise ApiError(403, "writes_disabled",
                        f"writes need a single server process (this one runs {workers} workers, each with its own "
-                       "copy of the index); restart with --workers 1 to add or delete articles")
+                       "copy of the local index); restart with --workers 1, or serve a shared store (QA_STORE=milvus), "
+                       "to add or delete articles")
     if token is None:
         if is_loopback(bind_host):
             return

@@ -82,7 +82,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "the body is not valid JSON",
         401: "missing or wrong bearer token",
-        403: "writes are disabled (no QA_API_TOKEN on a public bind, or several workers)",
+        403: "writes are disabled (no QA_API_TOKEN on a public bind, or several workers on a local index)",
         404: "no article with that doc_id",
         409: "the last article of the index cannot be deleted",
         412: "If-Match does not name the article's current sha256",

@@ -100,7 +100,8 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> in
     os.environ[ENV_SETTINGS] = settings.model_dump_json()
     os.environ[ENV_HOST] = host
     os.environ[ENV_WORKERS] = str(workers)
-    print(f"starting {workers} workers on {_url(host, port)} (read-only; each says when it is ready)", flush=True)
+    writes = "read-only" if builder.store.keeps_corpus_files else "writes go to the shared store"
+    print(f"starting {workers} workers on {_url(host, port)} ({writes}; each says when it is ready)", flush=True)
     uvicorn.run("qa.api.server:app_factory", factory=True, host=host, port=port, workers=workers,
                 access_log=False, log_level="warning", lifespan="on", root_path=ApiSettings().root_path.rstrip("/"))
     return 0

@@ -403,7 +403,8 @@ class Service:
         return (len(idx.articles), idx.n_chunks) if idx is not None else (0, 0)
 
     def authorize_write(self, credentials: str | None) -> None:
-        check_write_access(credentials, self.api.api_token, self.bind_host, self.workers)
+        check_write_access(credentials, self.api.api_token, self.bind_host, self.workers,
+                           shared_store=not self.pipeline.store.keeps_corpus_files)
 
     def _check_write(self, body: DocumentPut) -> None:
         """The edge's own refusals of one write, before it waits for its turn: 422 for text with

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -16,6 +18,7 @@ from tests.api.conftest import (
     api_settings,
     assert_error,
     make_client,
+    make_pipeline,
 )
 
 TOKEN = "test-token_0123456789-abcdefghij"
@@ -164,6 +167,18 @@ def test_several_workers_refuse_writes(writable: QAPipeline) -> None:
     with make_client(writable, api_settings(api_token=SecretStr(TOKEN)), workers=2) as c:
         err = assert_error(c.post("/documents", json=NEW, headers=AUTH), 403, "writes_disabled")
         assert "--workers 1" in err["message"]
+
+
+def test_several_workers_write_to_a_shared_store(tmp_path: Path) -> None:
+    """On Milvus every worker writes to the one store, as replicas do: no 403 for several workers."""
+    p = make_pipeline(tmp_path, store="milvus", milvus_uri=str(tmp_path / "m.db"))
+    with make_client(p, api_settings(api_token=SecretStr(TOKEN)), workers=2) as c:
+        assert_error(c.post("/documents", json=NEW), 401, "unauthorized")  # the token still holds
+        r = c.post("/documents", json=NEW, headers=AUTH)
+        assert r.status_code == 201, r.text
+        answer = c.post("/ask", json={"question": ZANZIBAR_QUESTION}).json()
+        assert answer["answer"] == "3 March 2031" and answer["citations"][0]["doc_id"] == ZANZIBAR_ID
+    assert not (p.corpus_dir / f"{ZANZIBAR_ID}.json").exists()  # the store alone holds it
 
 
 def test_blank_token_is_refused_at_start() -> None:
