@@ -493,6 +493,16 @@ def _card_stages(info: dict[str, Any]) -> list[str]:
               f"{pt['NoAns_acc']:.3f} |" for i, pt in curve),
             "",
         ]
+    average = info.get("average") or []
+    if average:
+        parts = [f"{a['weight']:g} x " + (f"the end of stage {a['stage']}" if a.get("stage") else f"`{a['reader']}`")
+                 for a in average]
+        lines += [
+            "### Weight average", "",
+            "These weights are not one stage's end point but the weighted mean of readers of this lineage "
+            f"(`tools/average_readers.py`): {' + '.join(parts)}. Validation, calibration and every figure "
+            "below are the mean's own.", "",
+        ]
     return lines
 
 

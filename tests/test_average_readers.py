@@ -47,3 +47,29 @@ def test_refuses_readers_of_different_shapes(tmp_path: Path) -> None:
     save_file(state, str(b / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(SystemExit, match="tensors differ"):
         _tool().main([str(tmp_path / "mean"), str(a), str(b)])
+
+
+def test_the_mean_records_its_readers_and_the_card_says_so(tmp_path: Path) -> None:
+    """train_info.json of the last reader, plus an ``average`` record (reader, stage, weight) that the
+    model card turns into a "Weight average" section."""
+    import json
+
+    from qa.settings import PACKAGED_READER_DIR
+    from qa.train import write_model_card
+
+    info = json.loads((PACKAGED_READER_DIR / "train_info.json").read_text(encoding="utf-8"))
+    info.pop("average", None)
+    a = make_tiny_qa_model(tmp_path / "a")
+    b = make_tiny_qa_model(tmp_path / "b")
+    (a / "train_info.json").write_text(json.dumps({**info, "stages": info["stages"][:3]}), encoding="utf-8")
+    (b / "train_info.json").write_text(json.dumps({**info, "stages": info["stages"][:4], "steps": 7}),
+                                       encoding="utf-8")
+    out = tmp_path / "mean"
+    assert _tool().main([str(out), str(a), str(b), "--weights", "3,1"]) == 0
+    mean_info = json.loads((out / "train_info.json").read_text(encoding="utf-8"))
+    assert mean_info["steps"] == 7 and len(mean_info["stages"]) == 4  # the last reader's record
+    assert mean_info["average"] == [{"reader": str(a), "stage": 3, "weight": 0.75},
+                                    {"reader": str(b), "stage": 4, "weight": 0.25}]
+    write_model_card(out, mean_info, None)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "### Weight average" in card and "0.75 x the end of stage 3 + 0.25 x the end of stage 4" in card

@@ -2,8 +2,10 @@
 
 Readers fine-tuned one after the other from the same start sit in one basin of the loss; the mean
 of their weights often validates better than either. The result is a reader folder like the inputs
-(fp16 safetensors, config and tokenizer from the first), without calibration: score it with
-tools/reader_candidate.sh before it replaces anything.
+(fp16 safetensors, config and tokenizer from the first; the last reader's ``train_info.json`` with
+an ``average`` record naming each reader, its stage and its weight, which the model card shows),
+without calibration or validation: score it with tools/reader_candidate.sh and
+``qa train-reader --eval-only`` (the closed sweep and the card) before it replaces anything.
 
     .venv/bin/python tools/average_readers.py OUT READER [READER ...] [--weights 0.5,0.5]
 """
@@ -11,6 +13,7 @@ tools/reader_candidate.sh before it replaces anything.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -42,6 +45,21 @@ def average(readers: list[Path], weights: list[float], out: Path) -> None:
     for name in COPIED:
         if (readers[0] / name).exists():
             shutil.copy(readers[0] / name, out / name)
+    info_path = readers[-1] / "train_info.json"
+    if info_path.is_file():
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        info["average"] = [{"reader": str(path), "stage": _stage_of(path), "weight": round(w / total, 6)}
+                           for path, w in zip(readers, weights, strict=True)]
+        (out / "train_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def _stage_of(reader: Path) -> int | None:
+    """The reader's last training stage (1-based), from its train_info.json; None when it has none."""
+    try:
+        stages = json.loads((reader / "train_info.json").read_text(encoding="utf-8")).get("stages")
+    except (OSError, ValueError):
+        return None
+    return len(stages) if isinstance(stages, list) and stages else None
 
 
 def main(argv: list[str] | None = None) -> int:
