@@ -99,9 +99,8 @@ def test_the_shipped_model_is_calibrated_and_carded() -> None:
     assert math.isfinite(cal.b) and cal.fitted_on["questions"] > 1000
     assert cal.fitted_on["ece_in_sample"] <= 0.05
     # Out of fold (fitted on three titles, measured on the other three, ~930 questions a side) the
-    # estimate is noisier: reader v3 measures 0.063 there (v2 measured 0.051; the bound was 0.06
-    # until v3, whose test-set F1 is 5 points higher, replaced it: see the README's Reader v2 section).
-    assert cal.fitted_on["ece_cross_fitted_by_title"] <= 0.07
+    # estimate is noisier; the 0.05 holds there too for reader v4 (0.030; v2 0.051, v3 0.063).
+    assert cal.fitted_on["ece_cross_fitted_by_title"] <= 0.05
     card = (PACKAGED_READER_DIR / "README.md").read_text(encoding="utf-8")
     for needle in ("Rajpurkar", "Confidence calibration", "Risk-coverage", "QA_MIN_CONFIDENCE="):
         assert needle in card, needle
