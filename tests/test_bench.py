@@ -145,7 +145,12 @@ def test_scale_fills_each_store_and_reports_them_side_by_side(tmp_path: Path) ->
     # The local column is the scale part's own fused retrieval on the auto (flat) index.
     flat = next(d for d in result.dense if d.kind == "flat")
     assert local.retrieve_p50_ms == flat.hybrid_p50_ms and local.write_p50_ms == result.write_p50_ms
-    assert local.memory_mib is None and positive(lite.memory_mib) and positive(server.memory_mib)
+    # The server's memory is its own process's peak: always positive. Embedded Milvus Lite's is this
+    # process's RSS growth during the fill, which `qa bench` measures in a fresh process; late in a
+    # long test process 200 chunks can land in memory that earlier tests freed (seen: -0.07 MiB), so
+    # here it must only be measured and small.
+    assert local.memory_mib is None and positive(server.memory_mib)
+    assert lite.memory_mib is not None and abs(lite.memory_mib) < 512
     assert positive(lite.first_retrieve_ms) and positive(server.first_retrieve_ms)
     assert any("milvus-server filled" in m for m in messages)
 
