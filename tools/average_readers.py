@@ -55,11 +55,9 @@ def average(readers: list[Path], weights: list[float], out: Path) -> None:
 
 def _stage_of(reader: Path) -> int | None:
     """The reader's last training stage (1-based), from its train_info.json; None when it has none."""
-    try:
-        stages = json.loads((reader / "train_info.json").read_text(encoding="utf-8")).get("stages")
-    except (OSError, ValueError):
-        return None
-    return len(stages) if isinstance(stages, list) and stages else None
+    from qa.train import previous_stages
+
+    return len(previous_stages(str(reader))) or None
 
 
 def main(argv: list[str] | None = None) -> int:
