@@ -9,12 +9,83 @@ changes every score exactly as a rebuild would. Postings are a compressed-sparse
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "she",
+        "that",
+        "the",
+        "their",
+        "them",
+        "they",
+        "this",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+    ]
+)
+_TOKEN_RE = re.compile(r"\w+", re.UNICODE)
+EMPTY_TOKEN = "\x00empty"  # the BM25 token of a chunk or question without any other
+
+
+def bm25_tokens(text: str) -> list[str]:
+    """Lower-cased word tokens without stopwords, with a light plural/possessive strip."""
+    out = []
+    for t in _TOKEN_RE.findall(text.lower()):
+        if t in _STOPWORDS:
+            continue
+        if len(t) > 3 and t.endswith("s") and not t.endswith("ss"):
+            t = t[:-1]
+        out.append(t)
+    return out
+
 
 K1 = 1.5
 B = 0.75

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from qa import journal
-from qa.bm25 import BM25, RowView, best_rows
+from qa.bm25 import BM25, EMPTY_TOKEN, RowView, best_rows, bm25_tokens
 from qa.chunk import chunk_article
 from qa.durable import fsync_dir
 from qa.embed import Embedder
@@ -58,76 +58,6 @@ HNSW_EF_SEARCH = 1024
 # A filtered question searches at most this many rows exactly (their vectors, one matrix
 # product); more go through FAISS's ID selector.
 EXACT_FILTER_MAX_ROWS = 50_000
-
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "did",
-        "do",
-        "does",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "he",
-        "her",
-        "his",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "she",
-        "that",
-        "the",
-        "their",
-        "them",
-        "they",
-        "this",
-        "to",
-        "was",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-    ]
-)
-_TOKEN_RE = re.compile(r"\w+", re.UNICODE)
-EMPTY_TOKEN = "\x00empty"  # the BM25 token of a chunk or question without any other
-
-
-def bm25_tokens(text: str) -> list[str]:
-    """Lower-cased word tokens without stopwords, with a light plural/possessive strip."""
-    out = []
-    for t in _TOKEN_RE.findall(text.lower()):
-        if t in _STOPWORDS:
-            continue
-        if len(t) > 3 and t.endswith("s") and not t.endswith("ss"):
-            t = t[:-1]
-        out.append(t)
-    return out
-
 
 @dataclass
 class Manifest:

@@ -136,8 +136,7 @@ class NegativeRecipe:
 
 def build_negatives(articles: Sequence[Article], recipe: NegativeRecipe) -> list[QAExample]:
     """Unanswerable examples made from the articles' answerable questions (see :class:`NegativeRecipe`)."""
-    from qa.bm25 import BM25, RowView
-    from qa.index import EMPTY_TOKEN, bm25_tokens
+    from qa.bm25 import BM25, EMPTY_TOKEN, RowView, bm25_tokens
 
     rng = random.Random(recipe.seed)
     out: list[QAExample] = []
@@ -612,6 +611,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="fit the linear schedule so training steps end within this many minutes")
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where to train (auto: a CUDA GPU where torch sees one, else the CPU); the saved model "
+                        "is the same fp16 folder either way")
+    p.add_argument("--stop-at", type=float, default=None, metavar="UNIX_TIME",
+                   help="also end training by this wall-clock time (seconds since the epoch), data preparation "
+                        "included: for a machine lent for a fixed time")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--no-eval", action="store_true", help="skip the validation evaluation")
     p.add_argument("--no-answer-prior", type=float, default=None,
@@ -631,7 +636,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "it shares with its paragraph swapped for one the paragraph lacks (a mean)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: forward and backward under bfloat16 autocast (weights and optimizer stay fp32); "
-                        "auto: bf16 where the CPU has native bf16")
+                        "auto: bf16 on a GPU and where the CPU has native bf16")
     p.add_argument("--eval-every", type=int, default=0,
                    help=f"score {CURVE_QUESTIONS} validation questions (every k-th) every N steps "
                         "(the validation curve; 0: never)")
@@ -716,6 +721,36 @@ def quick_validation(model: Any, tokenizer: Any, examples: Sequence[QAExample], 
     return {k: round(r[k], 4) for k in ("f1", "HasAns_f1", "NoAns_acc")}
 
 
+def training_device(setting: str) -> torch.device:
+    """The torch device for ``--device`` (``auto``: CUDA where torch sees a GPU)."""
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
+                         "use --device cpu")
+    return torch.device(setting)
+
+
+def training_precision(setting: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` for ``--precision`` on ``device``. Only ``auto`` on a CPU asks the CPU, through
+    the reader module; elsewhere nothing beyond torch is imported, so a GPU machine that has torch and
+    transformers but not the service's packages can train."""
+    if setting != "auto":
+        return setting
+    if device.type == "cuda":
+        return "bf16"
+    from qa.read.transformers_reader import resolve_precision
+
+    return resolve_precision(setting)
+
+
+def device_label(device: torch.device, threads: int) -> str:
+    """The device as the model card names it."""
+    if device.type == "cuda":
+        return f"GPU ({torch.cuda.get_device_name(device)})"
+    return f"CPU ({threads} threads)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train (or resume) a reader; returns a process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -750,13 +785,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     base = args.base_model if args.base_model is not None else default_base_model()
-    from qa.read.transformers_reader import resolve_precision
-
-    precision = resolve_precision(args.precision)
+    device = training_device(args.device)
+    precision = training_precision(args.precision, device)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForQuestionAnswering.from_pretrained(base).float()  # fp16 bases train in fp32
+    model = AutoModelForQuestionAnswering.from_pretrained(base).float().to(device)  # fp16 bases train in fp32
     model.train()
     feats = build_features(tokenizer, train_ex, args.max_length, args.stride)
     lengths = [len(x) for x in feats.input_ids]
@@ -771,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
              "(mean %.0f tokens, %.0f%% labelled no-answer); val: %d titles, %d questions; %d steps/epoch, "
              "%d steps planned; %s", len(train_titles), len(train_ex), n_native_noans, len(negatives), len(lengths),
              sum(lengths) / len(lengths), 100.0 * n_cls / len(lengths), len(val_titles), len(val_ex), per_epoch,
-             total, precision)
+             total, f"{precision} on {device_label(device, args.threads)}")
     listed: list[str] | str = train_titles
     if len(train_titles) > MAX_LISTED_TITLES:  # every title not in val_titles; the data files name them
         listed = f"{len(train_titles)} titles: every title of the --data files not in val_titles"
@@ -823,6 +857,11 @@ def main(argv: list[str] | None = None) -> int:
             epoch, skip = epoch + 1, 0
 
     budget_s = args.time_budget_min * 60 if args.time_budget_min is not None else None
+    if args.stop_at is not None:  # what is left of the wall-clock allowance, counted from this run's start
+        left = elapsed + max(0.0, args.stop_at - time.time())
+        budget_s = left if budget_s is None else min(budget_s, left)
+        log.info("training ends by %s (%.1f min of training from here)",
+                 time.strftime("%H:%M:%S", time.localtime(args.stop_at)), (left - elapsed) / 60)
     bar = tqdm(total=plan["total"], initial=step, mininterval=20, dynamic_ncols=False, ncols=110,
                file=sys.stderr)
     first_step, seen, train_seg = step, 0, 0.0  # this run's steps, windows and seconds of training
@@ -833,8 +872,9 @@ def main(argv: list[str] | None = None) -> int:
         if step >= plan["total"]:
             break
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = model(**collate(feats, batch, tokenizer.pad_token_id))
+        inputs = {k: v.to(device, non_blocking=True) for k, v in collate(feats, batch, tokenizer.pad_token_id).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(**inputs)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -876,7 +916,7 @@ def main(argv: list[str] | None = None) -> int:
     step_examples, elapsed_seg = seen, train_seg
     base_label = args.base_model if args.base_model is not None else "all-MiniLM-L6-v2 (packaged)"
 
-    model.half()
+    model.cpu().half()
     model.save_pretrained(args.out, safe_serialization=True)
     tokenizer.save_pretrained(args.out)
     info = {
@@ -892,7 +932,7 @@ def main(argv: list[str] | None = None) -> int:
             "grad_clip": 1.0, "seed": args.seed,
         },
         "steps": step, "examples_seen": step * args.batch_size, "train_seconds": round(elapsed, 1),
-        "device": f"CPU ({args.threads} threads)", "losses_every_10": losses[::10],
+        "device": device_label(device, args.threads), "losses_every_10": losses[::10],
     }
     if len(train_titles) > MAX_LISTED_TITLES:
         info["train_titles"] = f"{len(train_titles)} titles (counts per source below)"

@@ -173,3 +173,68 @@ def test_edited_negatives_join_the_training_set_and_the_card(tiny: tuple[Path, P
     assert info["n_edited_negatives"] == 6 and info["n_train_questions"] == 9 + 6
     assert info["stages"][-1]["edited_negatives"] == {"sentence_removed": 1.0, "entity_swap": 0.0, "n": 6}
     assert "Edited negatives (`qa/synthetic_negatives.py`): 6 unanswerable examples" in (out / "README.md").read_text()
+
+
+# What the GPU machine lacks of the service's packages (it has torch, transformers, tokenizers, safetensors,
+# numpy, tqdm, httpx, onnxruntime and sentence-transformers): tools/train_reader_gpu.sh runs qa.train there.
+NOT_ON_THE_GPU_MACHINE = ("pydantic", "fastapi", "starlette", "uvicorn", "faiss", "spacy", "trafilatura", "pymilvus",
+                          "milvus", "dateparser", "feedparser", "pypdf")
+
+
+def _site_without(tmp: Path, blocked: tuple[str, ...]) -> Path:
+    """A site-packages of links to this one's entries, less the blocked packages and their metadata."""
+    import sysconfig
+
+    site, fake = Path(sysconfig.get_paths()["purelib"]), tmp / "site"
+    fake.mkdir()
+    for entry in site.iterdir():
+        if not entry.name.lower().replace("-", "_").startswith(blocked):
+            (fake / entry.name).symlink_to(entry)
+    return fake
+
+
+def test_trains_where_only_torch_and_transformers_are_installed(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    base, data = tiny
+    out = tmp_path / "reader"
+    repo = Path(__file__).resolve().parents[1]
+    fake = _site_without(tmp_path, NOT_ON_THE_GPU_MACHINE)
+    prelude = f"import sys; sys.path[:0] = [{str(repo)!r}, {str(fake)!r}]; "
+    args = ["--data", str(data), "--out", str(out), "--base-model", str(base), "--batch-size", "2",
+            "--max-length", "48", "--stride", "16", "--val-title", "Title_3", "--threads", "1", "--max-steps", "2",
+            "--no-eval", "--device", "cpu", "--precision", "bf16", "--negatives", "1", "--sentence-negatives", "1",
+            "--swap-negatives", "1", "--checkpoint-every", "1000"]
+    # -S: no site-packages but the reduced one
+    code = prelude + "from qa.train import main; raise SystemExit(main(sys.argv[1:]))"
+    r = subprocess.run([sys.executable, "-S", "-c", code, *args], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((out / "train_info.json").read_text())
+    assert info["steps"] == 2 and info["device"] == "CPU (1 threads)" and info["precision"] == "bf16"
+    assert (out / "model.safetensors").exists() and (out / "README.md").exists()
+    # The reduced site really lacks them: the service's settings (pydantic) cannot be imported there.
+    r = subprocess.run([sys.executable, "-S", "-c", prelude + "import qa.settings"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode != 0 and "No module named 'pydantic" in r.stderr
+
+
+def test_stop_at_ends_training_by_a_wall_clock_time(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    import time
+
+    base, data = tiny
+    out = tmp_path / "reader"
+    # Already past: the schedule is cut at the first fit (after 20 steps of this run) instead of 200.
+    assert _train(base, data, out, "--epochs", "100", "--max-steps", "200", "--no-eval", "--checkpoint-every", "1000",
+                  "--stop-at", str(time.time() - 1)) == 0
+    assert json.loads((out / "train_info.json").read_text())["steps"] == 20
+
+
+def test_device_cuda_without_a_gpu_is_a_usage_error(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    from qa.errors import UsageError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(UsageError, match="no CUDA GPU"):
+        _train(*tiny, tmp_path / "reader", "--max-steps", "1", "--no-eval", "--device", "cuda")
