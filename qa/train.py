@@ -786,6 +786,9 @@ def main(argv: list[str] | None = None) -> int:
 
     base = args.base_model if args.base_model is not None else default_base_model()
     device = training_device(args.device)
+    if args.eval_every and device.type != "cpu":
+        raise UsageError("--eval-every scores through the service's reader, which runs on the CPU; on a GPU use "
+                         "--eval-every 0 and score the saved model afterwards with --eval-only")
     precision = training_precision(args.precision, device)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
