@@ -168,6 +168,7 @@ class MilvusStore:
                 # failure (_forget) really closes the channel instead of keeping pymilvus's shared one,
                 # which after a long outage waits out gRPC's reconnect backoff (up to minutes).
                 extra = {} if embedded else {"dedicated": True}
+                _settle_pymilvus_scipy_check()
                 try:
                     self._client = MilvusClient(uri=self.uri, token=self.settings.milvus_token or "",
                                                 timeout=self.settings.milvus_timeout_s, **extra)
@@ -572,6 +573,25 @@ class MilvusStore:
     def compact(self, view: StoreView, embedder: Embedder, corpus: Path | None) -> StoreView:
         self.seal()
         return view
+
+
+def _settle_pymilvus_scipy_check() -> None:
+    """Run pymilvus's one-time check for scipy.sparse now, while one thread holds the client lock.
+
+    pymilvus makes that check lazily on the first search or insert (``SciPyHelper._init``), by
+    executing ``scipy.sparse`` by hand outside the import lock; two request threads doing it at once
+    can see a partially initialised ``scipy.sparse._bsr`` and fail the request ("partially initialized
+    module 'scipy.sparse._bsr' has no attribute 'bsr_array'", seen under 32 clients on two replicas).
+    A pymilvus without that helper has nothing to settle."""
+    try:
+        from pymilvus.client import utils
+    except ImportError:
+        return
+    init = getattr(getattr(utils, "SciPyHelper", None), "_init", None)
+    if callable(init):
+        with contextlib.suppress(ImportError):
+            import scipy.sparse  # noqa: F401 (fully imported under the import lock first)
+        init()
 
 
 def _unreachable(e: Exception) -> bool:

@@ -119,3 +119,20 @@ def test_index_build_if_empty_leaves_a_filled_store_as_it_is(milvus_env: dict[st
     assert "already holds an index (5 articles" in r.stdout and "left as it is (--if-empty)" in r.stdout
     assert "building index" not in r.stderr
     assert _run(["qa", "index", "status", str(SEEDS)], milvus_env).stdout == before.stdout
+
+
+def test_opening_the_store_settles_pymilvus_scipy_check_before_any_request_thread(tmp_path: Path) -> None:
+    """pymilvus checks for scipy.sparse lazily, by executing it by hand; two request threads doing that at
+    once failed a search under load (partially initialised scipy.sparse._bsr). Connecting does it once."""
+    from pymilvus.client.utils import SciPyHelper
+
+    from qa.settings import Settings
+    from qa.store.milvus import MilvusStore
+
+    SciPyHelper._checked = False
+    store = MilvusStore(Settings(store="milvus", milvus_uri=str(tmp_path / "m.db")))
+    try:
+        store.client()
+        assert SciPyHelper._checked is True
+    finally:
+        store.close()
