@@ -14,11 +14,21 @@ paragraph does not answer. Only about 3,600 such questions exist in the training
   number of the same digit count) that this paragraph lacks, taken from the same article's other
   questions when one fits (on topic), else from another article's. SQuAD 2.0 calls this kind
   "entity swap" (a fifth of its unanswerable questions).
+- **negation**: the paragraph stays; the question's first auxiliary verb after its question word is
+  negated ("When was the castle built?" -> "When wasn't the castle built?"). The paragraph states
+  what happened, not what did not: SQuAD 2.0's "negation" kind (a tenth of them).
+- **entity mix**: the paragraph stays; a name or number the question shares with its paragraph is
+  replaced by another of the same shape from the *same paragraph*, outside the sentences that hold
+  the answer ("the founder of McKinsey & Co." -> "the founder of Seaborg & Co."). Every word of the
+  question is still in the paragraph, so word overlap cannot tell it apart: only reading can. These
+  are the validation set's most confident false answers (its "mutual exclusion" and mixed-entity
+  questions).
 
 Both are cheap string edits, and both can produce an example whose label is wrong (the answer
 restated in another sentence; a swapped name that is an alias). The filters below drop the cases
 that are easy to detect: a gold answer string still present after removal, a replacement found in
-the paragraph.
+the paragraph (swap), a question that already holds a negation (negation), a replacement that occurs
+in an answer sentence (mix).
 """
 
 from __future__ import annotations
@@ -44,6 +54,18 @@ _QUESTION_WORDS = frozenset({
     "From", "To", "The", "A", "An", "Is", "Are", "Was", "Were", "Did", "Do", "Does", "Can", "Could",
     "According", "During", "After", "Before", "Along", "With", "Of", "As", "If", "Since", "Under",
 })
+# What comes right before the first word of a sentence: its end mark (and closing quotes) and spaces.
+_SENTENCE_START = re.compile(r"[.!?][\"')\]]*\s+$")
+# Auxiliary verb -> its negated contraction (grammatical wherever the auxiliary stands in a question).
+_NEGATED = {
+    "is": "isn't", "was": "wasn't", "are": "aren't", "were": "weren't", "does": "doesn't", "did": "didn't",
+    "do": "don't", "can": "can't", "could": "couldn't", "has": "hasn't", "have": "haven't", "had": "hadn't",
+    "will": "won't", "would": "wouldn't", "should": "shouldn't", "must": "mustn't",
+}
+_WH = frozenset({"what", "which", "who", "whom", "whose", "when", "where", "why", "how"})
+_HAS_NEGATION = re.compile(r"\b(?:not|never|no|none|nothing|neither|nor|without)\b|n't\b", re.IGNORECASE)
+# The auxiliary must come within this many words after the question word ("In what year did ...").
+_AUX_REACH = 4
 
 
 def draw_count(rng: random.Random, rate: float) -> int:
@@ -61,14 +83,20 @@ class EditRecipe:
     sentence_removed: float
     entity_swap: float
     seed: int
+    negation: float = 0.0
+    entity_mix: float = 0.0
 
     def describe(self) -> str:
-        return (f"{self.sentence_removed:g} per answerable question with the sentences holding its answer "
+        text = (f"{self.sentence_removed:g} per answerable question with the sentences holding its answer "
                 f"removed from its paragraph (kept only when no gold answer string is left and at least "
-                f"one sentence remains), and {self.entity_swap:g} with a name or number it shares with "
+                f"one sentence remains), {self.entity_swap:g} with a name or number it shares with "
                 "its paragraph swapped for one of the same shape that the paragraph does not contain "
-                "(from the same article's other questions when one fits, else another article's); both "
-                "labelled no-answer")
+                "(from the same article's other questions when one fits, else another article's)")
+        if self.negation > 0 or self.entity_mix > 0:
+            text += (f", {self.negation:g} with its first auxiliary verb negated (\"was\" -> \"wasn't\"), and "
+                     f"{self.entity_mix:g} with a name or number it shares with its paragraph swapped for another "
+                     "of the same shape from outside the paragraph's answer sentences")
+        return text + "; all labelled no-answer"
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -149,12 +177,73 @@ def swap_entity(ex: QAExample, same_article: dict[tuple[str, int], list[str]],
     return None
 
 
+def negate_question(question: str) -> str | None:
+    """The question with its first auxiliary verb after a question word negated ("did" -> "didn't"),
+    or None when it already holds a negation or has no such auxiliary."""
+    if _HAS_NEGATION.search(question):
+        return None
+    words = list(re.finditer(r"\S+", question))
+    lowered = [w.group(0).lower().strip("\"'(,") for w in words]
+    for i, w in enumerate(lowered):
+        if w not in _WH:
+            continue
+        for j in range(i + 1, min(len(words), i + 1 + _AUX_REACH)):
+            neg = _NEGATED.get(lowered[j])
+            if neg is not None and words[j].group(0).isalpha():
+                m = words[j]
+                if m.group(0)[0].isupper():
+                    neg = neg[0].upper() + neg[1:]
+                return question[: m.start()] + neg + question[m.end():]
+        return None
+    return None
+
+
+def paragraph_entities(context: str) -> list[str]:
+    """Names and numbers in running text, in order: as :func:`question_entities`, except that the
+    first word of a sentence is dropped (capitalised there whatever it is)."""
+    found: list[str] = []
+    for m in _CAPS.finditer(context):
+        words = m.group(0).split()
+        if m.start() == 0 or _SENTENCE_START.search(context, max(0, m.start() - 6), m.start()):
+            words = words[1:]
+        while words and words[0] in _QUESTION_WORDS:
+            words = words[1:]
+        if words:
+            found.append(" ".join(words))
+    found += [m.group(0) for m in _NUMBER.finditer(context)]
+    return found
+
+
+def mix_entity(ex: QAExample, rng: random.Random) -> str | None:
+    """The question with one entity it shares with its paragraph replaced by a different entity of the
+    same shape from the same paragraph that no answer sentence contains, or None when there is none."""
+    answer_sentences = [
+        ex.context[s:e] for s, e in sentence_spans(ex.context)
+        if any(s < a_start + len(a_text) and a_start < e for a_text, a_start in ex.answers)
+    ]
+    if not answer_sentences:
+        return None
+    shared = [e for e in question_entities(ex.question) if e in ex.context]
+    rng.shuffle(shared)
+    candidates = list(dict.fromkeys(paragraph_entities(ex.context)))
+    for ent in shared:
+        options = [
+            c for c in candidates
+            if _shape(c) == _shape(ent) and c != ent and ent not in c and c not in ent
+            and c not in ex.question and not any(c in sent for sent in answer_sentences)
+            and not any(c in a_text or a_text in c for a_text, _ in ex.answers)
+        ]
+        if options:
+            return ex.question.replace(ent, options[rng.randrange(len(options))], 1)
+    return None
+
+
 def build_edit_negatives(articles: Sequence[Article], recipe: EditRecipe) -> list[QAExample]:
     """Unanswerable examples edited from the articles' answerable questions (see :class:`EditRecipe`)."""
     from qa.train import QAExample
 
     rng = random.Random(recipe.seed * 7919 + 1)
-    if recipe.sentence_removed <= 0 and recipe.entity_swap <= 0:
+    if max(recipe.sentence_removed, recipe.entity_swap, recipe.negation, recipe.entity_mix) <= 0:
         return []
     pool: dict[tuple[str, int], list[tuple[str, str]]] = {}
     for art in articles:
@@ -179,4 +268,13 @@ def build_edit_negatives(articles: Sequence[Article], recipe: EditRecipe) -> lis
                 q = swap_entity(ex, same_article, pool, rng)
                 if q is not None:
                     out.append(QAExample(f"{ex.qid}#swap", ex.title, ex.paragraph, q, ex.context, ()))
+            # The newer kinds draw only when asked for, so older recipes keep their exact examples.
+            if recipe.negation > 0 and draw_count(rng, recipe.negation):
+                q = negate_question(ex.question)
+                if q is not None:
+                    out.append(QAExample(f"{ex.qid}#neg", ex.title, ex.paragraph, q, ex.context, ()))
+            if recipe.entity_mix > 0 and draw_count(rng, recipe.entity_mix):
+                q = mix_entity(ex, rng)
+                if q is not None:
+                    out.append(QAExample(f"{ex.qid}#mix", ex.title, ex.paragraph, q, ex.context, ()))
     return out

@@ -634,6 +634,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--swap-negatives", type=float, default=0.0,
                    help="edited negatives per answerable training question: the question with a name or number "
                         "it shares with its paragraph swapped for one the paragraph lacks (a mean)")
+    p.add_argument("--negation-negatives", type=float, default=0.0,
+                   help="edited negatives per answerable training question: the question with its first "
+                        "auxiliary verb negated, 'was' -> 'wasn't' (a mean)")
+    p.add_argument("--mix-negatives", type=float, default=0.0,
+                   help="edited negatives per answerable training question: the question with a name or number "
+                        "it shares with its paragraph swapped for another from the same paragraph, outside the "
+                        "answer's sentences (a mean)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: forward and backward under bfloat16 autocast (weights and optimizer stay fp32); "
                         "auto: bf16 on a GPU and where the CPU has native bf16")
@@ -768,7 +775,8 @@ def main(argv: list[str] | None = None) -> int:
     val_ex = [e for t in val_titles for e in by_title[t].examples][: args.eval_limit]
     recipe = NegativeRecipe(args.negatives, args.seed)
     negatives = build_negatives([by_title[t] for t in train_titles], recipe) if not args.eval_only else []
-    edits = EditRecipe(args.sentence_negatives, args.swap_negatives, args.seed)
+    edits = EditRecipe(args.sentence_negatives, args.swap_negatives, args.seed,
+                       negation=args.negation_negatives, entity_mix=args.mix_negatives)
     edited = build_edit_negatives([by_title[t] for t in train_titles], edits) if not args.eval_only else []
     n_native_noans = sum(1 for e in train_ex if not e.answers)
     factors = parse_oversample(args.oversample)
@@ -802,8 +810,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_steps is not None:
         total = min(total, args.max_steps)
     n_cls = sum(1 for st in feats.start if st == 0)
-    log.info("edited negatives: %d (%d answer sentence removed, %d entity swap)", len(edited),
-             sum(1 for e in edited if e.qid.endswith("#cut")), sum(1 for e in edited if e.qid.endswith("#swap")))
+    kinds = {k: sum(1 for e in edited if e.qid.endswith(f"#{k}")) for k in ("cut", "swap", "neg", "mix")}
+    log.info("edited negatives: %d (%d answer sentence removed, %d entity swap, %d negation, %d entity mix)",
+             len(edited), kinds["cut"], kinds["swap"], kinds["neg"], kinds["mix"])
     log.info("train: %d titles, %d questions (%d unanswerable in the data, %d retrieval negatives), %d windows "
              "(mean %.0f tokens, %.0f%% labelled no-answer); val: %d titles, %d questions; %d steps/epoch, "
              "%d steps planned; %s", len(train_titles), len(train_ex), n_native_noans, len(negatives), len(lengths),
@@ -953,6 +962,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision": precision, "max_length": args.max_length, "stride": args.stride,
         "negatives_per_question": args.negatives, "seed": args.seed, "curve": curve,
         "edited_negatives": {"sentence_removed": args.sentence_negatives, "entity_swap": args.swap_negatives,
+                             "negation": args.negation_negatives, "entity_mix": args.mix_negatives,
                              "n": len(edited)},
         "oversample": factors,
         "note": args.stage_note,

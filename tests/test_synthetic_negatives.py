@@ -1,4 +1,4 @@
-"""Edited negatives for reader training: answer sentence removed, entity swap."""
+"""Edited negatives for reader training: answer sentence removed, entity swap, negation, entity mix."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import random
 from qa.synthetic_negatives import (
     EditRecipe,
     build_edit_negatives,
+    mix_entity,
+    negate_question,
+    paragraph_entities,
     question_entities,
     remove_answer_sentences,
     sentence_spans,
@@ -78,3 +81,49 @@ def test_build_makes_unanswerable_examples_at_the_asked_rate() -> None:
     assert by_id["a#swap"].context == PARA and by_id["a#swap"].question != art.examples[0].question
     assert build_edit_negatives([art], EditRecipe(0.0, 0.0, seed=3)) == []
     assert out == build_edit_negatives([art, other], EditRecipe(1.0, 1.0, seed=3))  # seeded
+
+
+def test_negation_negates_the_first_auxiliary_after_the_question_word() -> None:
+    assert negate_question("When was the castle built?") == "When wasn't the castle built?"
+    assert negate_question("In what year did Tesla die?") == "In what year didn't Tesla die?"
+    assert negate_question("What Was the name?") == "What Wasn't the name?"
+    # Already negated, no auxiliary, or the auxiliary too far from the question word: no edit.
+    assert negate_question("Why is it not red?") is None
+    assert negate_question("What didn't he say?") is None
+    assert negate_question("Who founded the company?") is None
+    assert negate_question("How many people in the old town of Paris were there?") is None
+    assert negate_question("Is it red?") is None
+
+
+def test_paragraph_entities_skip_the_capital_that_starts_a_sentence() -> None:
+    text = "Following the war, Glenn Seaborg won in 1951. The Ciragan Palace hosted talks. Kyiv sent Umerov."
+    assert paragraph_entities(text) == ["Glenn Seaborg", "Ciragan Palace", "Umerov", "1951"]
+
+
+def test_mix_swaps_in_an_entity_of_the_same_paragraph_outside_the_answer_sentences() -> None:
+    ex = _ex("q1", "When did delegations from Kyiv meet?", "2 June 2022")
+    # Kyiv (shared) becomes the one other one-word name of this paragraph outside the answer's sentence:
+    # Istanbul stands in that sentence, "Kyiv and Moscow" is one three-word run, "Ciragan Palace" two words.
+    assert {mix_entity(ex, random.Random(seed)) for seed in range(6)} == {"When did delegations from July meet?"}
+    other = _ex("q2", "What was held in Istanbul?", "The second round of talks")
+    assert mix_entity(other, random.Random(0)) == "What was held in July?"
+    # Nothing of the same shape outside the answer sentence: no edit.
+    lone = _ex("q3", "Where did Kyiv meet?", "Ciragan Palace", "Kyiv met at the Ciragan Palace.")
+    assert mix_entity(lone, random.Random(0)) is None
+
+
+def test_negation_and_mix_are_built_only_when_asked_and_keep_older_recipes_exact() -> None:
+    art = Article("Talks", [
+        _ex("a", "When was the second round held in Istanbul?", "2 June 2022"),
+        _ex("b", "Where did delegations from Kyiv meet?", "Ciragan Palace"),
+    ])
+    old = build_edit_negatives([art], EditRecipe(1.0, 1.0, seed=3))
+    out = build_edit_negatives([art], EditRecipe(1.0, 1.0, seed=3, negation=1.0, entity_mix=1.0))
+    by_id = {e.qid: e for e in out}
+    assert [e for e in out if e.qid.split("#")[1] in {"cut", "swap"}] == old
+    assert by_id["a#neg"].question == "When wasn't the second round held in Istanbul?"
+    assert by_id["b#neg"].question == "Where didn't delegations from Kyiv meet?"
+    assert by_id["a#mix"].question == "When was the second round held in July?"
+    assert all(e.answers == () and e.context == PARA for e in out if e.qid.split("#")[1] in {"neg", "mix"})
+    assert "negated" in EditRecipe(0, 0, 3, negation=0.5).describe()
+    assert "negated" not in EditRecipe(1, 1, 3).describe()

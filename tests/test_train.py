@@ -167,12 +167,17 @@ def test_oversample_repeats_one_sources_titles() -> None:
 def test_edited_negatives_join_the_training_set_and_the_card(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     base, data = tiny
     out = tmp_path / "reader"
-    assert _train(base, data, out, "--max-steps", "1", "--no-eval", "--sentence-negatives", "1") == 0
+    assert _train(base, data, out, "--max-steps", "1", "--no-eval", "--sentence-negatives", "1",
+                  "--negation-negatives", "1") == 0
     info = json.loads((out / "train_info.json").read_text())
-    # Three training titles, two answerable questions each; each question's sentence can be cut.
-    assert info["n_edited_negatives"] == 6 and info["n_train_questions"] == 9 + 6
-    assert info["stages"][-1]["edited_negatives"] == {"sentence_removed": 1.0, "entity_swap": 0.0, "n": 6}
-    assert "Edited negatives (`qa/synthetic_negatives.py`): 6 unanswerable examples" in (out / "README.md").read_text()
+    # Three training titles, two answerable questions each; each question's sentence can be cut, and each
+    # question has an auxiliary to negate ("Where doesn't the palace stand?").
+    assert info["n_edited_negatives"] == 12 and info["n_train_questions"] == 9 + 12
+    assert info["stages"][-1]["edited_negatives"] == {"sentence_removed": 1.0, "entity_swap": 0.0, "negation": 1.0,
+                                                      "entity_mix": 0.0, "n": 12}
+    card = (out / "README.md").read_text()
+    assert "Edited negatives (`qa/synthetic_negatives.py`): 12 unanswerable examples" in card
+    assert "1 with its first auxiliary verb negated" in card
 
 
 # What the GPU machine lacks of the service's packages (it has torch, transformers, tokenizers, safetensors,
