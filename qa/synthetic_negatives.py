@@ -138,14 +138,27 @@ def _shape(span: str) -> tuple[str, int]:
 
 def question_entities(question: str) -> list[str]:
     """Names (capitalised runs, a leading question word dropped) and numbers in a question."""
+    return _entities(question, sentence_initial_too=True)
+
+
+def paragraph_entities(context: str) -> list[str]:
+    """Names and numbers in running text, in order: as :func:`question_entities`, except that the
+    first word of a sentence is dropped (capitalised there whatever it is)."""
+    return _entities(context, sentence_initial_too=False)
+
+
+def _entities(text: str, sentence_initial_too: bool) -> list[str]:
     found: list[str] = []
-    for m in _CAPS.finditer(question):
+    for m in _CAPS.finditer(text):
         words = m.group(0).split()
+        if not sentence_initial_too and (m.start() == 0 or _SENTENCE_START.search(text, max(0, m.start() - 6),
+                                                                                  m.start())):
+            words = words[1:]
         while words and words[0] in _QUESTION_WORDS:
             words = words[1:]
         if words:
             found.append(" ".join(words))
-    found += [m.group(0) for m in _NUMBER.finditer(question)]
+    found += [m.group(0) for m in _NUMBER.finditer(text)]
     return found
 
 
@@ -196,22 +209,6 @@ def negate_question(question: str) -> str | None:
                 return question[: m.start()] + neg + question[m.end():]
         return None
     return None
-
-
-def paragraph_entities(context: str) -> list[str]:
-    """Names and numbers in running text, in order: as :func:`question_entities`, except that the
-    first word of a sentence is dropped (capitalised there whatever it is)."""
-    found: list[str] = []
-    for m in _CAPS.finditer(context):
-        words = m.group(0).split()
-        if m.start() == 0 or _SENTENCE_START.search(context, max(0, m.start() - 6), m.start()):
-            words = words[1:]
-        while words and words[0] in _QUESTION_WORDS:
-            words = words[1:]
-        if words:
-            found.append(" ".join(words))
-    found += [m.group(0) for m in _NUMBER.finditer(context)]
-    return found
 
 
 def mix_entity(ex: QAExample, rng: random.Random) -> str | None:
