@@ -3,7 +3,7 @@
 The reader's weak side is the human-written unanswerable question of SQuAD 2.0: a question about the
 paragraph's topic, often with a plausible answer of the right type in the paragraph, that the
 paragraph does not answer. Only about 3,600 such questions exist in the training data, against
-100,000 answerable ones. Two edits make more of that kind from the answerable questions (after
+100,000 answerable ones. Four edits make more of that kind from the answerable questions (after
 "Learning to Ask Unanswerable Questions", Zhu et al. 2019, and the SQuAD 2.0 paper's categories):
 
 - **answer sentence removed**: the question stays; every sentence of its paragraph that holds a gold
@@ -24,7 +24,7 @@ paragraph does not answer. Only about 3,600 such questions exist in the training
   are the validation set's most confident false answers (its "mutual exclusion" and mixed-entity
   questions).
 
-Both are cheap string edits, and both can produce an example whose label is wrong (the answer
+All four are cheap string edits, and each can produce an example whose label is wrong (the answer
 restated in another sentence; a swapped name that is an alias). The filters below drop the cases
 that are easy to detect: a gold answer string still present after removal, a replacement found in
 the paragraph (swap), a question that already holds a negation (negation), a replacement that occurs
