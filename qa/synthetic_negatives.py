@@ -112,14 +112,16 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return [(s, e) for s, e in spans if text[s:e].strip()]
 
 
+def holds_answer(spans: Sequence[tuple[int, int]], answers: Sequence[tuple[str, int]]) -> list[bool]:
+    """For each ``(start, end)`` span, whether a gold answer ``(text, start)`` overlaps it."""
+    return [any(s < a_start + len(a_text) and a_start < e for a_text, a_start in answers) for s, e in spans]
+
+
 def remove_answer_sentences(context: str, answers: Sequence[tuple[str, int]]) -> str | None:
     """The paragraph without every sentence that overlaps a gold answer, or None when nothing would be
     left or a gold answer string (case-insensitive) would still be in it."""
     spans = sentence_spans(context)
-    hit = [
-        any(s < a_start + len(a_text) and a_start < e for a_text, a_start in answers)
-        for s, e in spans
-    ]
+    hit = holds_answer(spans, answers)
     kept = [context[s:e] for (s, e), h in zip(spans, hit, strict=True) if not h]
     if not kept or not any(hit):
         return None
@@ -214,10 +216,8 @@ def negate_question(question: str) -> str | None:
 def mix_entity(ex: QAExample, rng: random.Random) -> str | None:
     """The question with one entity it shares with its paragraph replaced by a different entity of the
     same shape from the same paragraph that no answer sentence contains, or None when there is none."""
-    answer_sentences = [
-        ex.context[s:e] for s, e in sentence_spans(ex.context)
-        if any(s < a_start + len(a_text) and a_start < e for a_text, a_start in ex.answers)
-    ]
+    spans = sentence_spans(ex.context)
+    answer_sentences = [ex.context[s:e] for (s, e), h in zip(spans, holds_answer(spans, ex.answers), strict=True) if h]
     if not answer_sentences:
         return None
     shared = [e for e in question_entities(ex.question) if e in ex.context]
