@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from qa.answer import assemble, retrieved_articles
 from qa.calibration import RIGHT_F1, expected_calibration_error, risk_coverage, sigmoid
@@ -34,6 +34,7 @@ from qa.embed import Embedder, make_embedder
 from qa.errors import InvalidQuestion, QAError, UsageError
 from qa.pipeline import QAPipeline, validate_question
 from qa.read import Reader, make_reader, min_confidence_for, resolve_reader_kind
+from qa.read.answerability import DEFAULT_FEATURES, FEATURES, WordStats, feature_values
 from qa.settings import Settings
 from qa.squad_data import SquadDataError, read_squad
 from qa.squad_metrics import max_over_golds
@@ -691,7 +692,28 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=None, help="passages the reader sees (default: QA_TOP_K)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--limit", type=int, default=None, help="the first N questions only")
-    parser.add_argument("--dry-run", action="store_true", help="print the fit without writing calibration.json")
+    parser.add_argument("--word-stats", type=Path, nargs="+", default=None, metavar="TRAINING_DATA",
+                        help="the reader's training data (SQuAD layout, .json/.json.gz/.json.xz): build the word "
+                             "statistics of the answerability features from its paragraphs (the --squad file's "
+                             "titles left out) into the model folder; default: the folder's word_stats.tsv.gz")
+    parser.add_argument("--features", type=_feature_list, default=DEFAULT_FEATURES, metavar="NAMES",
+                        help="answerability features weighed beside the reader's score, comma-separated (needs "
+                             "word statistics; default: " + ",".join(DEFAULT_FEATURES) + ", chosen by "
+                             "leave-one-title-out F1 on the validation titles; known: " + ",".join(FEATURES) +
+                             "), or 'none': the score alone (Platt scaling)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the fit without writing calibration.json or word statistics")
+
+
+def _feature_list(text: str) -> tuple[str, ...]:
+    if text.strip() == "none":
+        return ()
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown feature(s) {', '.join(unknown) or text!r}; known: "
+                                         f"{', '.join(FEATURES)}, or none")
+    return names
 
 
 def _logit(p: float) -> float:
@@ -699,21 +721,113 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str], None]) -> int:
-    """``qa calibrate``: fit the Platt calibration of a reader on the pipeline's top answers over
-    held-out SQuAD questions in open mode, choose the default ``min_confidence`` (maximum F1), and
-    write ``calibration.json`` and a calibration section into the model folder's card."""
-    from qa.calibration import Calibration, best_threshold, fit_platt, reliability_table, write_calibration_card
+def _word_stats(args: argparse.Namespace, data: SquadSet, model: Path, say: Callable[[str], None]) -> WordStats:
+    """The answerability features' word statistics: built from ``--word-stats`` (the validation titles
+    left out) or read from the model folder.
 
+    Raises:
+        EvalDataError: neither is there.
+    """
+    from tqdm import tqdm
+
+    if args.word_stats:
+        held_out = {a.doc_id.rsplit("/", 1)[0] for a in data.articles}
+        paragraphs = (p.context for f in args.word_stats for p in read_squad(f) if p.title not in held_out)
+        stats = WordStats.from_texts(tqdm(paragraphs, desc="word statistics", unit=" paragraphs",
+                                          disable=not sys.stderr.isatty()))
+        say(f"word statistics from {stats.paragraphs} training paragraphs ({len(stats.df)} words)")
+        return stats
+    stats_or_none = WordStats.load(model)
+    if stats_or_none is None:
+        raise EvalDataError(f"{model} has no word statistics for the answerability features; pass "
+                            "--word-stats TRAINING_DATA... (the reader's training files), or --features none")
+    return stats_or_none
+
+
+def _answer_passage(ans: Answer) -> tuple[str, int, int] | None:
+    """The text of the retrieved passage that holds the answer's (or withheld candidate's) span, and
+    the span's offsets in it; None when the reader found nothing. Where chunks overlap, the best
+    retrieved one that holds it (the reader may have read the span in the other)."""
+    span = ans.citations[0] if ans.citations else ans.candidate
+    if span is None:
+        return None
+    for hit in ans.passages:
+        c = hit.chunk
+        if c.doc_id == span.doc_id and c.start <= span.start and span.end <= c.start + len(c.text):
+            return c.text, span.start - c.start, span.end - c.start
+    return None
+
+
+def _calibration_fit(rows: list[list[float]], right: list[bool], f1s: list[float], answerable: list[bool],
+                     titles: list[int]) -> tuple[list[float], float, list[float], list[float], float | None]:
+    """A logistic fit on ``rows`` (first column: the reader's score): weights, bias, in-sample
+    probabilities, out-of-fold ones (fitted on one half of the titles, applied to the other: for the
+    calibration error), and the leave-one-title-out F1: for each title, fitted and its threshold chosen
+    on the others by the product's rule (None when some fit would see only right or only wrong answers)."""
+    from qa.calibration import best_threshold, default_threshold, fit_logistic
+
+    def apply(w: list[float], b: float, idx: list[int]) -> list[float]:
+        return [sigmoid(b + sum(wk * v for wk, v in zip(w, rows[i], strict=True))) for i in idx]
+
+    def fit_on(idx: list[int]) -> tuple[list[float], float] | None:
+        if len({right[i] for i in idx}) < 2:
+            return None
+        return fit_logistic([rows[i] for i in idx], [right[i] for i in idx])
+
+    every = list(range(len(rows)))
+    w, b = fit_logistic(rows, right)
+    probs = apply(w, b, every)
+    cross = list(probs)
+    for k in (0, 1):
+        fit = fit_on([i for i in every if titles[i] % 2 != k])
+        if fit is not None:
+            for i in every:
+                if titles[i] % 2 == k:
+                    cross[i] = apply(*fit, [i])[0]
+    f1_sum: float | None = 0.0
+    for t in sorted(set(titles)):
+        train = [i for i in every if titles[i] != t]
+        test = [i for i in every if titles[i] == t]
+        fit = fit_on(train)
+        if fit is None or f1_sum is None:
+            f1_sum = None
+            continue
+        th = default_threshold(apply(*fit, train), [f1s[i] for i in train], [answerable[i] for i in train])[0]
+        f1_sum += best_threshold(apply(*fit, test), [f1s[i] for i in test], [answerable[i] for i in test],
+                                 [th])[1] * len(test)
+    return w, b, probs, cross, None if f1_sum is None else f1_sum / len(rows)
+
+
+def _maybe(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str], None]) -> int:
+    """``qa calibrate``: fit the reader's calibration on the pipeline's top answers over held-out
+    SQuAD questions in open mode (logistic over the reader's score and the answerability features,
+    or Platt scaling of the score alone), choose the default ``min_confidence`` (maximum F1), and
+    write ``calibration.json`` (and the word statistics) and a calibration section into the model
+    folder's card."""
+    from qa.calibration import (
+        Calibration,
+        best_threshold,
+        default_threshold,
+        reliability_table,
+        write_calibration_card,
+    )
     _check_args(argparse.Namespace(limit=args.limit, batch_size=args.batch_size, worst=0, top_k=args.top_k,
                                    closed=False, squad=args.squad, corpus=None))
     model = args.model if args.model is not None else Path(settings.reader_model)
     if not (model / "config.json").is_file():
         raise EvalDataError(f"{model} is not a reader model folder (no config.json); pass --model DIR")
+    if not args.features and args.word_stats:
+        raise EvalDataError("--word-stats feeds the answerability features; drop it, or name features")
     # Raw scores: no calibration, margin 0, nothing withheld, so a score is sigmoid(x) of the feature x.
     raw = settings.model_copy(update={"reader_model": str(model), "no_answer_margin": 0.0, "min_confidence": 0.0,
                                       "reader": "transformers"})
     data = load_squad(args.squad)
+    stats = _word_stats(args, data, model, say) if args.features else None
+    extra = tuple(args.features) if stats is not None else ()
     golds = _valid_questions(data.questions[: args.limit], raw.max_question_chars)
     emb = make_embedder(raw)
     reader = make_reader(raw, emb, "transformers")
@@ -721,52 +835,69 @@ def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str],
     setattr(reader, "calibration", None)  # noqa: B010 (the protocol has no calibration; this reader does)
     run_args = argparse.Namespace(squad=args.squad, top_k=args.top_k, batch_size=args.batch_size)
     answers, _, _ = open_answers(golds, data, run_args, raw, say, emb, reader, lambda g, a: None)
-    xs, right, f1s, answerable, folds = [], [], [], [], []
+    rows, right, f1s, answerable, folds = [], [], [], [], []
     titles = sorted({d.rsplit("/", 1)[0] for g in golds for d in g.doc_ids})
-    fold_of = {t: i % 2 for i, t in enumerate(titles)}
+    title_no = {t: i for i, t in enumerate(titles)}
     for g, ans in zip(golds, answers, strict=True):
         text = candidate_text(ans)
         f1 = answer_scores(text, g.answers)[1] if text is not None and g.answerable else 0.0
-        xs.append(_logit(ans.score) if text is not None else -40.0)
+        where = _answer_passage(ans) if stats is not None else None
+        values = (feature_values(extra, g.question, *where, stats) if where is not None and stats is not None
+                  else [0.0] * len(extra))
+        rows.append([_logit(ans.score) if text is not None else -40.0, *values])
         right.append(bool(g.answerable and text is not None and f1 >= RIGHT_F1))
         f1s.append(f1)
         answerable.append(g.answerable)
-        folds.append(fold_of[g.doc_ids[0].rsplit("/", 1)[0]])
-    a, b = fit_platt(xs, right)
-    probs = [Calibration(a, b, 0.0).probability(x) for x in xs]
-    # Out-of-fold probabilities (fit on one half of the titles, applied to the other): the honest ECE.
-    cross = list(probs)
-    for k in (0, 1):
-        train = [i for i, f in enumerate(folds) if f != k]
-        if len({right[i] for i in train}) == 2:
-            ak, bk = fit_platt([xs[i] for i in train], [right[i] for i in train])
-            for i, f in enumerate(folds):
-                if f == k:
-                    cross[i] = Calibration(ak, bk, 0.0).probability(xs[i])
-    threshold, f1_at = best_threshold(probs, f1s, answerable)
-    uncal = [sigmoid(x) for x in xs]
-    fitted = {
+        folds.append(title_no[g.doc_ids[0].rsplit("/", 1)[0]])
+    xs = [r[0] for r in rows]
+    w, b, probs, cross, f1_cross = _calibration_fit(rows, right, f1s, answerable, folds)
+    threshold, f1_at, top_t, top_f1 = default_threshold(probs, f1s, answerable)
+    fitted: dict[str, Any] = {
         "data": str(args.squad), "questions": len(golds), "answerable": sum(answerable),
         "mode": "open (retrieval over every paragraph of the file)",
         "top_k": args.top_k if args.top_k is not None else settings.top_k,
         "right": f"token F1 >= {RIGHT_F1:g} against a gold answer; never for an unanswerable question",
-        "ece_uncalibrated_margin0": expected_calibration_error(uncal, right),
+        "ece_uncalibrated_margin0": expected_calibration_error([sigmoid(x) for x in xs], right),
         "ece_in_sample": expected_calibration_error(probs, right),
         "ece_cross_fitted_by_title": expected_calibration_error(cross, right),
         "f1_at_min_confidence": f1_at,
+        "min_confidence_rule": "the lowest threshold whose F1 is within one bootstrap standard error of the best",
+        "best_f1_threshold": top_t, "best_f1": top_f1,
+        "f1_leave_one_title_out": f1_cross,
         "f1_by_min_confidence": {f"{t:.1f}": best_threshold(probs, f1s, answerable, [t])[1]
                                  for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)},
         "reliability": reliability_table(probs, right),
         "risk_coverage": risk_coverage(probs, right),
         "reader_type_weight": float(getattr(reader, "type_weight", settings.reader_type_weight)),
     }
-    cal = Calibration(a, b, threshold, fitted_on=fitted)
-    say(f"Platt fit on {len(golds)} questions: p = sigmoid({a:.4f} x + {b:.4f}); ECE {fitted['ece_in_sample']:.4f} "
-        f"in sample, {fitted['ece_cross_fitted_by_title']:.4f} cross-fitted by title "
+    if extra:
+        # The same questions, the reader's score alone: what the answerability features add.
+        _, _, base, base_cross, base_f1_cross = _calibration_fit([[x] for x in xs], right, f1s, answerable, folds)
+        fitted["score_alone"] = {
+            "ece_in_sample": expected_calibration_error(base, right),
+            "ece_cross_fitted_by_title": expected_calibration_error(base_cross, right),
+            "f1_at_min_confidence": default_threshold(base, f1s, answerable)[1],
+            "best_f1": best_threshold(base, f1s, answerable)[1],
+            "f1_leave_one_title_out": base_f1_cross,
+        }
+        fitted["word_stats_paragraphs"] = stats.paragraphs if stats is not None else 0
+    cal = Calibration(w[0], b, threshold, method="logistic" if extra else "platt", fitted_on=fitted,
+                      extra=tuple(extra), weights=tuple(w[1:]))
+    shown = " + ".join([f"{w[0]:.4f} x", *(f"{wk:.4f} {n}" for wk, n in zip(w[1:], extra, strict=True))])
+    say(f"{cal.method} fit on {len(golds)} questions: p = sigmoid({shown} + {b:.4f}); ECE "
+        f"{fitted['ece_in_sample']:.4f} in sample, {fitted['ece_cross_fitted_by_title']:.4f} cross-fitted by title "
         f"(uncalibrated sigmoid(x): {fitted['ece_uncalibrated_margin0']:.4f}); min_confidence {threshold:.2f} "
-        f"gives F1 {f1_at:.4f}")
+        f"gives F1 {f1_at:.4f} (the best, {top_f1:.4f} at {top_t:.2f}, is within one standard error; "
+        f"{_maybe(f1_cross)} leave-one-title-out)")
+    if extra:
+        alone = fitted["score_alone"]
+        say(f"the reader's score alone: F1 {alone['f1_at_min_confidence']:.4f} (best {alone['best_f1']:.4f}) "
+            f"({_maybe(alone['f1_leave_one_title_out'])} leave-one-title-out), ECE {alone['ece_in_sample']:.4f} "
+            f"({alone['ece_cross_fitted_by_title']:.4f} cross-fitted)")
     print(json.dumps(asdict(cal), indent=2))
     if not args.dry_run:
+        if stats is not None and args.word_stats:
+            say(f"wrote {stats.save(model)}")
         path = cal.save(model)
         write_calibration_card(model, cal)
         say(f"wrote {path} and the calibration section of {model / 'README.md'}")

@@ -433,3 +433,57 @@ def test_calibration_error_and_risk_coverage_count_withheld_candidates() -> None
     table = ev.format_table(m)
     assert "expected calibration error 40.0%" in table and "risk-coverage" in table
     json.dumps(m.to_dict())
+
+
+def _calibrate_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    ev.add_calibrate_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_calibrate_fits_the_answerability_features_and_ships_word_stats(
+    tmp_path: Path, squad_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa.calibration import Calibration
+    from qa.read.answerability import DEFAULT_FEATURES, MIN_DF, WordStats
+    from qa.read.transformers_reader import TransformersReader
+
+    from .conftest import make_tiny_qa_model
+
+    model = make_tiny_qa_model(tmp_path / "reader", fp16=True)
+    # Training paragraphs: the held-out title "Alpha" is left out of the word statistics.
+    train = {"version": "v2.0", "data": [
+        {"title": "Gamma", "paragraphs": [{"context": "Paris bridges open early.", "qas": []}] * MIN_DF},
+        {"title": "Alpha", "paragraphs": [{"context": "Berlin Berlin.", "qas": []}] * MIN_DF},
+    ]}
+    (tmp_path / "train.json").write_text(json.dumps(train), encoding="utf-8")
+    monkeypatch.setattr(ev, "make_embedder", lambda settings: HashEmbedder())
+    settings = Settings(index_dir=tmp_path / "idx", backend="torch")
+    said: list[str] = []
+    missing = _calibrate_args("--squad", str(squad_file), "--model", str(model))
+    with pytest.raises(ev.EvalDataError, match="--word-stats"):
+        ev.calibrate(missing, settings, said.append)
+    args = _calibrate_args("--squad", str(squad_file), "--model", str(model),
+                           "--word-stats", str(tmp_path / "train.json"))
+    assert ev.calibrate(args, settings, said.append) == 0
+    cal = Calibration.load(model)
+    assert cal is not None and cal.method == "logistic" and cal.extra == DEFAULT_FEATURES
+    assert len(cal.weights) == len(DEFAULT_FEATURES)
+    assert cal.fitted_on["questions"] == 3 and "score_alone" in cal.fitted_on
+    assert WordStats.load(model) == WordStats(MIN_DF, {"pari": MIN_DF, "bridge": MIN_DF, "open": MIN_DF,
+                                                       "early": MIN_DF})
+    assert "missing_idf_near" in (model / "README.md").read_text(encoding="utf-8")
+    reader = TransformersReader(Settings(reader_model=str(model), backend="torch", reader_type_weight=0.0))
+    reader.load()
+    assert reader.word_stats is not None and reader.calibration == cal
+    # Features named on the command line, then the reader's score alone: Platt scaling as before.
+    named = _calibrate_args("--squad", str(squad_file), "--model", str(model), "--features", "missing_names")
+    assert ev.calibrate(named, settings, said.append) == 0
+    picked = Calibration.load(model)
+    assert picked is not None and picked.extra == ("missing_names",)
+    assert ev.calibrate(_calibrate_args("--squad", str(squad_file), "--model", str(model), "--features", "none"),
+                        settings, said.append) == 0
+    platt = Calibration.load(model)
+    assert platt is not None and platt.method == "platt" and platt.extra == () and platt.weights == ()
+    with pytest.raises(SystemExit):
+        _calibrate_args("--squad", str(squad_file), "--features", "gap")

@@ -12,7 +12,10 @@ LIM=()
 [ -n "${LIMIT:-}" ] && LIM=(--limit "$LIMIT")
 mkdir -p train_run
 [ -f "$VAL" ] || $BIN/python -c "import json, sys; d = json.load(open('$S/squad/squad-dev-subset-v2.0.json')); v = set(json.load(open('qa/models/reader/split.json'))['val_titles']); d['data'] = [a for a in d['data'] if a['title'] in v]; json.dump(d, open('$VAL', 'w'))"
-$BIN/qa calibrate --squad "$VAL" --model "$CAND" "${LIM[@]}" 2>&1 | tail -20 | tee "$CAND/calibrate.log"
+# The answerability features' word statistics come from the training data (validation titles left out).
+WS=()
+[ -f "$CAND/word_stats.tsv.gz" ] || WS=(--word-stats "$S"/qa-train/*.json.xz "$S/squad/squad-dev-subset-v2.0.json")
+$BIN/qa calibrate --squad "$VAL" --model "$CAND" "${WS[@]}" "${LIM[@]}" 2>&1 | grep -v '^ \|^[{}]' | tee "$CAND/calibrate.log"
 export QA_READER_MODEL=$CAND
 $BIN/qa eval --squad "$VAL" --closed --json --worst 0 "${LIM[@]}" > "$CAND/eval_closed.json" 2> "$CAND/eval_closed.log"
 $BIN/qa eval --testset tests/data/qa_testset.jsonl --json --worst 0 > "$CAND/eval_testset.json" 2> "$CAND/eval_testset.log"

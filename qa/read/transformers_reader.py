@@ -29,6 +29,7 @@ from qa.errors import ModelUnavailable
 from qa.ort import cpu_has_native_bf16, onnx_available
 from qa.read import looks_like_path
 from qa.read.answer_types import AnswerTyper
+from qa.read.answerability import WordStats, WordStatsError, feature_values
 from qa.settings import Settings
 from qa.types import Chunk, Hit, Reading, Span
 
@@ -48,6 +49,8 @@ class ScoredSpan:
     context: str
     fit: float | None = None  # answer-type fit (0..1), None when the question is open or typing is off
     null: float = 0.0  # the no-answer logit of the window the span was read in
+    passage: str = ""  # the text of the chunk the span was read in (for the answerability features)
+    passage_start: int = 0  # that chunk's offset in the article
 
     def adjusted(self, type_weight: float, passage_norm: bool = False) -> float:
         """The logit less ``type_weight`` times the misfit of the span's type; with ``passage_norm``,
@@ -145,6 +148,7 @@ class TransformersReader:
         self.notify = notify
         self.precision = "fp32"  # resolved from settings.reader_precision by load()
         self.calibration: Calibration | None = None  # the model folder's calibration.json, read by load()
+        self.word_stats: WordStats | None = None  # word_stats.tsv.gz, read by load() when the calibration needs it
         # The model folder's tuned settings (metrics.json), the defaults of those left unset; read by load().
         self.model_defaults: dict[str, float] = {}
         # Answer typing re-ranks the n-best; off (no spaCy) when its weight is 0 and none is given.
@@ -168,7 +172,16 @@ class TransformersReader:
             raise ModelUnavailable(f"reader model folder {local} does not exist; {hint}")
         try:
             self.calibration = Calibration.load(local) if local.is_dir() else None
-        except CalibrationError as exc:
+            if self.calibration is not None and self.calibration.extra:
+                self.word_stats = WordStats.load(local)
+                if self.word_stats is None:
+                    raise ModelUnavailable(
+                        f"{local / 'calibration.json'} weighs answerability features "
+                        f"({', '.join(self.calibration.extra)}) but {local} has no word_stats.tsv.gz; "
+                        "run `qa calibrate --word-stats TRAINING_DATA...` again, or delete calibration.json")
+                # Fail at load, not on the first question, when a feature name is unknown.
+                feature_values(self.calibration.extra, "", "", 0, 0, self.word_stats)
+        except (CalibrationError, WordStatsError, ValueError) as exc:
             raise ModelUnavailable(str(exc)) from exc
         self.model_defaults = model_defaults(local) if local.is_dir() else {}
         if self._use_onnx(local):
@@ -237,12 +250,20 @@ class TransformersReader:
         """The abstention threshold the model's calibration chose on validation (None: uncalibrated)."""
         return self.calibration.min_confidence if self.calibration is not None else None
 
-    def confidence(self, x: float) -> float:
+    def confidence(self, x: float, question: str = "", span: ScoredSpan | None = None) -> float:
         """A span's score from ``x``, its (type-adjusted) logit over its passage's no-answer logit: the
-        calibrated probability that it is right, or ``sigmoid(x - margin)`` for an uncalibrated model."""
+        calibrated probability that it is right, or ``sigmoid(x - margin)`` for an uncalibrated model.
+        A calibration with answerability features also reads ``question`` and the ``span``'s passage."""
         margin = self.settings.no_answer_margin
-        if self.calibration is not None:
-            return self.calibration.probability(x - (margin or 0.0))
+        cal = self.calibration
+        if cal is not None:
+            values: list[float] = []
+            if cal.extra:
+                if span is None or self.word_stats is None:
+                    raise ValueError("this reader's calibration needs the question and the span's passage")
+                values = feature_values(cal.extra, question, span.passage, span.start - span.passage_start,
+                                        span.end - span.passage_start, self.word_stats)
+            return cal.probability(x - (margin or 0.0), values)
         if margin is None:
             margin = self.model_defaults.get("no_answer_margin", UNCALIBRATED_MARGIN)
         return sigmoid(x - margin)
@@ -263,7 +284,7 @@ class TransformersReader:
         weight = self.type_weight
         norm = self.settings.reader_passage_norm
         readings: list[Reading] = []
-        for scored in self.score_batch(questions, hits):
+        for question, scored in zip(questions, self.score_batch(questions, hits), strict=True):
             if not scored.candidates:
                 readings.append(Reading(spans=[], no_answer=1.0))
                 continue
@@ -272,9 +293,11 @@ class TransformersReader:
             ranked = sorted(((c.adjusted(weight, norm) - base, c) for c in scored.candidates), key=lambda x: -x[0])
             spans = [
                 Span(doc_id=c.doc_id, start=c.start, end=c.end, text=c.text,
-                     score=self.confidence(rel), context=c.context)
+                     score=self.confidence(rel, question, c), context=c.context)
                 for rel, c in ranked
             ]
+            # Best first by the score; answerability features can reorder the reader's ranking.
+            spans.sort(key=lambda sp: -sp.score)
             readings.append(Reading(spans=spans, no_answer=1.0 - spans[0].score))
         return readings
 
@@ -395,7 +418,8 @@ class TransformersReader:
         )
         candidates = [
             ScoredSpan(doc_id=key[0], start=key[1], end=key[2], text=chunks[c_idx].text[c0:c1], logit=logit,
-                       context=sentence_window(chunks[c_idx].text, c0, c1), fit=fit, null=null)
+                       context=sentence_window(chunks[c_idx].text, c0, c1), fit=fit, null=null,
+                       passage=chunks[c_idx].text, passage_start=chunks[c_idx].start)
             for (key, (logit, c_idx, c0, c1, null)), fit in zip(ranked, fits, strict=True)
         ]
         return ScoredQuestion(candidates=candidates, min_null=min_null)

@@ -279,6 +279,30 @@ def test_a_calibrated_model_scores_probabilities(tiny_model_dir: Path, tmp_path:
     assert shifted.read("Which café?", [hit(NON_ASCII)]).spans[0].score == pytest.approx(sigmoid(0.0), abs=1e-3)
 
 
+def test_answerability_features_lower_the_score_of_a_span_whose_passage_lacks_a_name(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from qa.calibration import Calibration, sigmoid
+    from qa.read.answerability import WordStats
+
+    folder = tmp_path / "with_features"
+    shutil.copytree(tiny_model_dir, folder)
+    Calibration(0.5, -1.0, 0.3, method="logistic", extra=("missing_names",), weights=(-3.0,)).save(folder)
+    with pytest.raises(ModelUnavailable, match="word_stats"):
+        make_reader(folder)
+    WordStats(100, {"paris": 5}).save(folder)
+    reader = make_reader(folder)
+    reader._model = peak_at(reader, "“", "”", cls=6.0)
+    # x = 4 as above; "Paris" is in the passage, "Lyon" is not: one missing name costs 3 logits.
+    assert reader.read("Which café in Paris?", [hit(NON_ASCII)]).spans[0].score == pytest.approx(
+        sigmoid(1.0), abs=1e-3)
+    reading = reader.read("Which café in Lyon?", [hit(NON_ASCII)])
+    assert reading.spans[0].score == pytest.approx(sigmoid(-2.0), abs=1e-3)
+    assert_round_trip(NON_ASCII, reading)
+
+
 def test_a_broken_calibration_file_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
     import shutil
 
