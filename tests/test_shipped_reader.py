@@ -6,6 +6,7 @@ import math
 import pytest
 
 from qa.calibration import Calibration
+from qa.read.answerability import DEFAULT_FEATURES, WORD_STATS_FILE, WordStats
 from qa.settings import PACKAGED_READER_DIR
 from qa.squad_metrics import normalize_answer
 
@@ -96,6 +97,11 @@ def test_a_relative_answer_on_the_seeds_is_resolved_against_its_article_date(tmp
 def test_the_shipped_model_is_calibrated_and_carded() -> None:
     cal = Calibration.load(PACKAGED_READER_DIR)
     assert cal is not None and cal.a > 0 and 0.0 < cal.min_confidence < 1.0
+    # The answerability features weigh beside the score; their word statistics ship with the model.
+    assert cal.extra == DEFAULT_FEATURES and len(cal.weights) == len(DEFAULT_FEATURES)
+    stats = WordStats.load(PACKAGED_READER_DIR)
+    assert stats is not None and stats.paragraphs > 30_000
+    assert (PACKAGED_READER_DIR / WORD_STATS_FILE).stat().st_size < 300_000
     assert math.isfinite(cal.b) and cal.fitted_on["questions"] > 1000
     assert cal.fitted_on["ece_in_sample"] <= 0.05
     # Out of fold (fitted on three titles, measured on the other three, ~930 questions a side) the
