@@ -805,7 +805,8 @@ def _maybe(value: float | None) -> str:
 def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str], None]) -> int:
     """``qa calibrate``: fit the reader's calibration on the pipeline's top answers over held-out
     SQuAD questions in open mode (logistic over the reader's score and the answerability features,
-    or Platt scaling of the score alone), choose the default ``min_confidence`` (maximum F1), and
+    or Platt scaling of the score alone), choose the default ``min_confidence`` (the lowest threshold
+    whose F1 is within one bootstrap standard error of the best), and
     write ``calibration.json`` (and the word statistics) and a calibration section into the model
     folder's card."""
     from qa.calibration import (
@@ -835,7 +836,7 @@ def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str],
     setattr(reader, "calibration", None)  # noqa: B010 (the protocol has no calibration; this reader does)
     run_args = argparse.Namespace(squad=args.squad, top_k=args.top_k, batch_size=args.batch_size)
     answers, _, _ = open_answers(golds, data, run_args, raw, say, emb, reader, lambda g, a: None)
-    rows, right, f1s, answerable, folds = [], [], [], [], []
+    rows, right, f1s, answerable, title_of = [], [], [], [], []
     titles = sorted({d.rsplit("/", 1)[0] for g in golds for d in g.doc_ids})
     title_no = {t: i for i, t in enumerate(titles)}
     for g, ans in zip(golds, answers, strict=True):
@@ -848,9 +849,9 @@ def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str],
         right.append(bool(g.answerable and text is not None and f1 >= RIGHT_F1))
         f1s.append(f1)
         answerable.append(g.answerable)
-        folds.append(title_no[g.doc_ids[0].rsplit("/", 1)[0]])
+        title_of.append(title_no[g.doc_ids[0].rsplit("/", 1)[0]])
     xs = [r[0] for r in rows]
-    w, b, probs, cross, f1_cross = _calibration_fit(rows, right, f1s, answerable, folds)
+    w, b, probs, cross, f1_loto = _calibration_fit(rows, right, f1s, answerable, title_of)
     threshold, f1_at, top_t, top_f1 = default_threshold(probs, f1s, answerable)
     fitted: dict[str, Any] = {
         "data": str(args.squad), "questions": len(golds), "answerable": sum(answerable),
@@ -863,7 +864,7 @@ def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str],
         "f1_at_min_confidence": f1_at,
         "min_confidence_rule": "the lowest threshold whose F1 is within one bootstrap standard error of the best",
         "best_f1_threshold": top_t, "best_f1": top_f1,
-        "f1_leave_one_title_out": f1_cross,
+        "f1_leave_one_title_out": f1_loto,
         "f1_by_min_confidence": {f"{t:.1f}": best_threshold(probs, f1s, answerable, [t])[1]
                                  for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)},
         "reliability": reliability_table(probs, right),
@@ -872,13 +873,13 @@ def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str],
     }
     if extra:
         # The same questions, the reader's score alone: what the answerability features add.
-        _, _, base, base_cross, base_f1_cross = _calibration_fit([[x] for x in xs], right, f1s, answerable, folds)
+        _, _, base, base_cross, base_loto = _calibration_fit([[x] for x in xs], right, f1s, answerable, title_of)
         fitted["score_alone"] = {
             "ece_in_sample": expected_calibration_error(base, right),
             "ece_cross_fitted_by_title": expected_calibration_error(base_cross, right),
             "f1_at_min_confidence": default_threshold(base, f1s, answerable)[1],
             "best_f1": best_threshold(base, f1s, answerable)[1],
-            "f1_leave_one_title_out": base_f1_cross,
+            "f1_leave_one_title_out": base_loto,
         }
         fitted["word_stats_paragraphs"] = stats.paragraphs if stats is not None else 0
     cal = Calibration(w[0], b, threshold, method="logistic" if extra else "platt", fitted_on=fitted,
@@ -888,7 +889,7 @@ def calibrate(args: argparse.Namespace, settings: Settings, say: Callable[[str],
         f"{fitted['ece_in_sample']:.4f} in sample, {fitted['ece_cross_fitted_by_title']:.4f} cross-fitted by title "
         f"(uncalibrated sigmoid(x): {fitted['ece_uncalibrated_margin0']:.4f}); min_confidence {threshold:.2f} "
         f"gives F1 {f1_at:.4f} (the best, {top_f1:.4f} at {top_t:.2f}, is within one standard error; "
-        f"{_maybe(f1_cross)} leave-one-title-out)")
+        f"{_maybe(f1_loto)} leave-one-title-out)")
     if extra:
         alone = fitted["score_alone"]
         say(f"the reader's score alone: F1 {alone['f1_at_min_confidence']:.4f} (best {alone['best_f1']:.4f}) "
