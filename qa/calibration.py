@@ -167,8 +167,6 @@ def fit_platt(xs: Sequence[float], ys: Sequence[bool], iterations: int = 100) ->
     Raises:
         ValueError: fewer than two points, or lengths differ.
     """
-    if len(xs) != len(ys) or len(xs) < 2:
-        raise ValueError(f"need two or more (x, y) pairs of equal count, got {len(xs)} and {len(ys)}")
     (a,), b = fit_logistic([[x] for x in xs], ys, iterations)
     return a, b
 

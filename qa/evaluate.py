@@ -34,7 +34,7 @@ from qa.embed import Embedder, make_embedder
 from qa.errors import InvalidQuestion, QAError, UsageError
 from qa.pipeline import QAPipeline, validate_question
 from qa.read import Reader, make_reader, min_confidence_for, resolve_reader_kind
-from qa.read.answerability import DEFAULT_FEATURES, FEATURES, WordStats, feature_values
+from qa.read.answerability import DEFAULT_FEATURES, FEATURES, WordStats, check_features, feature_values
 from qa.settings import Settings
 from qa.squad_data import SquadDataError, read_squad
 from qa.squad_metrics import max_over_golds
@@ -709,10 +709,12 @@ def _feature_list(text: str) -> tuple[str, ...]:
     if text.strip() == "none":
         return ()
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in FEATURES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown feature(s) {', '.join(unknown) or text!r}; known: "
-                                         f"{', '.join(FEATURES)}, or none")
+    if not names:
+        raise argparse.ArgumentTypeError(f"no feature named in {text!r}; known: {', '.join(FEATURES)}, or none")
+    try:
+        check_features(names)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e}, or none") from e
     return names
 
 

@@ -129,7 +129,6 @@ def near_span(passage: str, start: int, end: int) -> str:
 
 @dataclass(frozen=True)
 class _PassageWords:
-    text: str
     lower: str
     words: frozenset[str]
     sentences: tuple[tuple[int, int], ...]
@@ -140,7 +139,7 @@ class _PassageWords:
 @lru_cache(maxsize=64)
 def _passage_words(passage: str) -> _PassageWords:
     sentences = tuple(split_sentences(passage))
-    return _PassageWords(passage, passage.lower(), frozenset(bm25_tokens(passage)), sentences,
+    return _PassageWords(passage.lower(), frozenset(bm25_tokens(passage)), sentences,
                          tuple(frozenset(bm25_tokens(passage[s:e])) for s, e in sentences))
 
 
@@ -173,6 +172,13 @@ def lexical_features(question: str, passage: str, start: int, end: int, stats: W
     ]
 
 
+def check_features(names: Sequence[str]) -> None:
+    """Raises ValueError, naming the known ones, when a name is not one of :data:`FEATURES`."""
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        raise ValueError(f"unknown answerability feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}")
+
+
 def feature_values(names: Sequence[str], question: str, passage: str, start: int, end: int,
                    stats: WordStats) -> list[float]:
     """The values of the features ``names`` (a calibration's ``extra``), in that order.
@@ -180,8 +186,6 @@ def feature_values(names: Sequence[str], question: str, passage: str, start: int
     Raises:
         ValueError: a name is not one of :data:`FEATURES`.
     """
-    unknown = [n for n in names if n not in FEATURES]
-    if unknown:
-        raise ValueError(f"unknown answerability feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}")
+    check_features(names)
     values = dict(zip(FEATURES, lexical_features(question, passage, start, end, stats), strict=True))
     return [values[n] for n in names]

@@ -29,7 +29,7 @@ from qa.errors import ModelUnavailable
 from qa.ort import cpu_has_native_bf16, onnx_available
 from qa.read import looks_like_path
 from qa.read.answer_types import AnswerTyper
-from qa.read.answerability import WordStats, WordStatsError, feature_values
+from qa.read.answerability import WordStats, WordStatsError, check_features, feature_values
 from qa.settings import Settings
 from qa.types import Chunk, Hit, Reading, Span
 
@@ -179,8 +179,7 @@ class TransformersReader:
                         f"{local / 'calibration.json'} weighs answerability features "
                         f"({', '.join(self.calibration.extra)}) but {local} has no word_stats.tsv.gz; "
                         "run `qa calibrate --word-stats TRAINING_DATA...` again, or delete calibration.json")
-                # Fail at load, not on the first question, when a feature name is unknown.
-                feature_values(self.calibration.extra, "", "", 0, 0, self.word_stats)
+                check_features(self.calibration.extra)  # at load, not on the first question
         except (CalibrationError, WordStatsError, ValueError) as exc:
             raise ModelUnavailable(str(exc)) from exc
         self.model_defaults = model_defaults(local) if local.is_dir() else {}

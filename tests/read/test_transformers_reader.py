@@ -301,6 +301,9 @@ def test_answerability_features_lower_the_score_of_a_span_whose_passage_lacks_a_
     reading = reader.read("Which café in Lyon?", [hit(NON_ASCII)])
     assert reading.spans[0].score == pytest.approx(sigmoid(-2.0), abs=1e-3)
     assert_round_trip(NON_ASCII, reading)
+    Calibration(0.5, -1.0, 0.3, method="logistic", extra=("gap",), weights=(1.0,)).save(folder)
+    with pytest.raises(ModelUnavailable, match="unknown answerability feature"):
+        make_reader(folder)
 
 
 def test_a_broken_calibration_file_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
