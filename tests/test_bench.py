@@ -12,6 +12,7 @@ import pytest
 
 from qa import bench
 from qa.cli import qa_main
+from qa.ort import cpu_has_native_bf16
 from qa.read.transformers_reader import TransformersReader
 from qa.settings import Settings
 from tests.conftest import make_tiny_qa_model
@@ -56,8 +57,13 @@ def test_quick_bench_writes_every_figure(tmp_path: Path, tiny_reader_dir: Path) 
     machine = report["machine"]
     assert machine["cores"] >= 1 and machine["ram_gib"] > 0 and machine["cpu"] and machine["date"]
     assert machine["git_commit"]
+    # What decides the reader's runtime is recorded, so figures from different CPUs can be told apart.
+    assert machine["native_bf16"] is cpu_has_native_bf16()
+    assert machine["simd"] in ("avx512f", "avx2", "avx", "sse4_2", "")
 
     seeds = report["seeds"]
+    assert seeds["reader"] == f"transformers ({reader.precision})"
+    assert f"reader transformers ({reader.precision})" in (out.parent / "results.md").read_text()
     for stage in ("total", "embed", "retrieve", "read"):
         assert positive(seeds[stage]["p50_ms"]) and seeds[stage]["p99_ms"] >= seeds[stage]["p50_ms"]
     assert positive(seeds["batched_questions_per_s"]) and positive(seeds["sequential_questions_per_s"])

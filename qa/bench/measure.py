@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.bench.results import Latency, Machine
+from qa.ort import cpu_has_native_bf16
 
 
 def percentiles(values_ms: Sequence[float]) -> Latency:
@@ -67,6 +68,16 @@ def load_average() -> float:
         return 0.0
 
 
+def widest_simd() -> str:
+    """The widest x86 vector extension in /proc/cpuinfo's flags ('' where none is listed or on other CPUs)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
+    return ""
+
+
 def machine_info() -> Machine:
     """CPU model, cores, RAM, library versions, date and git commit."""
     cpu = platform.processor() or platform.machine()
@@ -92,4 +103,4 @@ def machine_info() -> Machine:
     return Machine(cpu=cpu, cores=os.cpu_count() or 0, ram_gib=ram, python=platform.python_version(),
                    torch=torch.__version__, faiss=faiss.__version__,
                    date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), git_commit=commit, git_dirty=dirty,
-                   load_average=load_average())
+                   load_average=load_average(), native_bf16=cpu_has_native_bf16(), simd=widest_simd())

@@ -94,7 +94,9 @@ def format_markdown(report: BenchReport) -> str:
     """The report as markdown tables (also printed by ``qa bench``)."""
     m = report.machine
     lines = [f"# qa bench{' (quick)' if report.quick else ''}", "",
-             f"{m.cpu}, {m.cores} cores, {m.ram_gib:.1f} GiB RAM; Python {m.python}, torch {m.torch}, "
+             f"{m.cpu}, {m.cores} cores ({m.simd or 'vector extensions unknown'}, "
+             f"{'native bf16' if m.native_bf16 else 'no native bf16'}), {m.ram_gib:.1f} GiB RAM; "
+             f"Python {m.python}, torch {m.torch}, "
              f"faiss {m.faiss}; {m.date}; commit {m.git_commit[:12]}{' (dirty)' if m.git_dirty else ''}; "
              f"load average {m.load_average:.2f} at start", ""]
     s = report.seeds

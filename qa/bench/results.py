@@ -22,6 +22,10 @@ class Machine:
     # Runnable processes (1-minute load average) when the run started; above the core count, other
     # work was competing for the CPU and absolute times are inflated (ratios less so).
     load_average: float
+    # The CPU's instruction sets that decide the reader's runtime (qa.ort.cpu_has_native_bf16): with native
+    # bf16 the reader runs torch bf16 autocast, without it ONNX Runtime fp32, about twice as slow here.
+    native_bf16: bool = False
+    simd: str = ""  # the widest vector extension the CPU reports (avx512f, avx2, ...)
 
 
 @dataclass

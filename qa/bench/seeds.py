@@ -19,6 +19,14 @@ from qa.pipeline import QAPipeline
 from qa.settings import Settings
 
 
+def reader_label(reader: object) -> str:
+    """The reader's name and, where it has one, its runtime ("transformers (onnx fp32)"): the same
+    weights run twice as fast on torch bf16 where the CPU has native bf16."""
+    name = str(getattr(reader, "name", type(reader).__name__))
+    precision = getattr(reader, "precision", None)
+    return f"{name} ({precision})" if isinstance(precision, str) and precision else name
+
+
 def bench_seeds(pipeline: QAPipeline, questions: Sequence[str], repeats: int, say: Say) -> SeedsResult:
     """Per-question ``ask`` latency by stage and batched throughput over ``questions``."""
     index = pipeline.index
@@ -52,7 +60,7 @@ def bench_seeds(pipeline: QAPipeline, questions: Sequence[str], repeats: int, sa
     med = {s: median_latency(v) for s, v in per_repeat.items()}
     return SeedsResult(
         articles=len(index.articles), chunks=index.n_chunks, questions=len(questions), repeats=repeats,
-        reader=getattr(pipeline.reader, "name", type(pipeline.reader).__name__),
+        reader=reader_label(pipeline.reader),
         total=med["total"], embed=med["embed"], retrieve=med["retrieve"], read=med["read"],
         assemble=med["assemble"], sequential_questions_per_s=float(np.median(seq_qps)), batch_size=BATCH_SIZE,
         batched_questions_per_s=float(np.median(batch_qps)), cold_start=None,
