@@ -42,7 +42,7 @@ from qa.evaluate import (
     read_closed,
 )
 from qa.read.answerability import WordStats, feature_values
-from qa.read.transformers_reader import ScoredQuestion, TransformersReader
+from qa.read.transformers_reader import ScoredQuestion, ScoredSpan, TransformersReader
 from qa.settings import Settings
 
 MODEL = Path("qa/models/reader")
@@ -114,7 +114,9 @@ def _features(row: dict[str, Any], type_weight: float, cal: Calibration,
     cands = row["cands"]
     if not cands:
         return None
-    xs = [c["logit"] - c["null"] - (0.0 if c["fit"] is None else type_weight * (1 - c["fit"])) for c in cands]
+    # The reader's own score (passage-normalised, type-adjusted), as the product ranks by it.
+    xs = [ScoredSpan(c["doc"], c["s"], c["e"], c["t"], c["logit"], "", fit=c["fit"], null=c["null"])
+          .adjusted(type_weight, passage_norm=True) for c in cands]
     lex = [feature_values(("missing_idf", "missing_idf_near"), row["q"], c["p"], c["s"] - c["ps"], c["e"] - c["ps"],
                           stats) for c in cands]
     i = max(range(len(cands)), key=lambda k: cal.probability(xs[k], lex[k]))
