@@ -73,3 +73,25 @@ def test_the_mean_records_its_readers_and_the_card_says_so(tmp_path: Path) -> No
     write_model_card(out, mean_info, None)
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "### Weight average" in card and "0.75 x the end of stage 3 + 0.25 x the end of stage 4" in card
+
+
+def test_a_mean_of_a_mean_names_the_stage_end_points_inside_it(tmp_path: Path) -> None:
+    """Averaging a reader that is itself a mean records that mean's own end points, weights scaled."""
+    import json
+
+    from qa.settings import PACKAGED_READER_DIR
+
+    info = json.loads((PACKAGED_READER_DIR / "train_info.json").read_text(encoding="utf-8"))
+    info.pop("average", None)
+    a = make_tiny_qa_model(tmp_path / "a")
+    b = make_tiny_qa_model(tmp_path / "b")
+    inner = [{"reader": "run/s3", "stage": 3, "weight": 0.5}, {"reader": "run/s4", "stage": 4, "weight": 0.5}]
+    (a / "train_info.json").write_text(json.dumps({**info, "stages": info["stages"][:4], "average": inner}),
+                                       encoding="utf-8")
+    (b / "train_info.json").write_text(json.dumps({**info, "stages": (info["stages"] * 2)[:6]}), encoding="utf-8")
+    out = tmp_path / "mean"
+    assert _tool().main([str(out), str(a), str(b)]) == 0
+    mean_info = json.loads((out / "train_info.json").read_text(encoding="utf-8"))
+    assert mean_info["average"] == [{"reader": "run/s3", "stage": 3, "weight": 0.25},
+                                    {"reader": "run/s4", "stage": 4, "weight": 0.25},
+                                    {"reader": str(b), "stage": 6, "weight": 0.5}]

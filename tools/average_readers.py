@@ -48,9 +48,20 @@ def average(readers: list[Path], weights: list[float], out: Path) -> None:
     info_path = readers[-1] / "train_info.json"
     if info_path.is_file():
         info = json.loads(info_path.read_text(encoding="utf-8"))
-        info["average"] = [{"reader": str(path), "stage": _stage_of(path), "weight": round(w / total, 6)}
-                           for path, w in zip(readers, weights, strict=True)]
+        info["average"] = [entry for path, w in zip(readers, weights, strict=True)
+                           for entry in _ends_of(path, w / total)]
         (out / "train_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def _ends_of(reader: Path, weight: float) -> list[dict[str, object]]:
+    """The stage end points behind ``reader`` with their share of ``weight``: the reader itself, or,
+    when it is a mean already, that mean's own record, each weight scaled (a mean of a mean is a
+    mean of the stage end points, so the card names what is really in the weights)."""
+    info_path = reader / "train_info.json"
+    inner = json.loads(info_path.read_text(encoding="utf-8")).get("average") if info_path.is_file() else None
+    if inner:
+        return [{**e, "weight": round(float(e["weight"]) * weight, 6)} for e in inner]
+    return [{"reader": str(reader), "stage": _stage_of(reader), "weight": round(weight, 6)}]
 
 
 def _stage_of(reader: Path) -> int | None:
